@@ -1,0 +1,329 @@
+// Package config turns crewgate's YAML file, CREWGATE_* environment variables
+// and command-line flags, in that order of precedence, into a typed Config.
+//
+// It is the only package that touches viper. The file is first walked as a
+// YAML node tree against the Config schema so that an unknown or mistyped key
+// is reported with its file, line and dotted key; viper then merges the
+// environment and flags on top.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Config is crewgate's whole configuration. Field tags name the YAML keys;
+// DESIGN.md documents each of them.
+type Config struct {
+	Issuer        string   `yaml:"issuer"`
+	ClientID      string   `yaml:"client_id"`
+	Scopes        []string `yaml:"scopes"`
+	GroupsClaim   string   `yaml:"groups_claim"`
+	AudienceParam string   `yaml:"audience_param"`
+	DefaultAction string   `yaml:"default_action"`
+
+	Upstreams []Upstream `yaml:"upstreams"`
+	Rules     []Rule     `yaml:"rules"`
+	Mask      Mask       `yaml:"mask"`
+	Approval  Approval   `yaml:"approval"`
+	Audit     Audit      `yaml:"audit"`
+
+	// Set by Load, not by the file.
+	File     string `yaml:"-"` // the config file read, "" when none exists
+	Profile  string `yaml:"-"`
+	LogLevel string `yaml:"-"`
+
+	lines map[string]int // dotted key -> line in File, for validation errors
+}
+
+// Upstream is a service the crew calls through crewgate.
+type Upstream struct {
+	Name       string       `yaml:"name"`
+	Hosts      []string     `yaml:"hosts"`
+	Credential Credential   `yaml:"credential"`
+	CAFile     string       `yaml:"ca_file"`
+	Address    string       `yaml:"address"`
+	Env        []string     `yaml:"env"`
+	Mask       UpstreamMask `yaml:"mask"`
+}
+
+// Credential says where an upstream's credential comes from and how it is sent.
+type Credential struct {
+	Source   string   `yaml:"source"` // oidc | secret
+	Secret   string   `yaml:"secret"`
+	Header   string   `yaml:"header"`
+	Format   string   `yaml:"format"`
+	Scopes   []string `yaml:"scopes"`
+	Audience string   `yaml:"audience"`
+	Exchange bool     `yaml:"exchange"`
+}
+
+// UpstreamMask overrides masking for one upstream.
+type UpstreamMask struct {
+	Request  []string `yaml:"request"`
+	Response []string `yaml:"response"`
+}
+
+// Rule is one policy rule; the first matching rule decides.
+type Rule struct {
+	Name   string `yaml:"name"`
+	Action string `yaml:"action"` // allow | deny | approve
+	Reason string `yaml:"reason"`
+	Match  Match  `yaml:"match"`
+}
+
+// Match holds a rule's conditions; every condition set must hold.
+type Match struct {
+	Hosts     []string          `yaml:"hosts"`
+	Methods   []string          `yaml:"methods"`
+	Path      string            `yaml:"path"`
+	Headers   map[string]string `yaml:"headers"`
+	Body      string            `yaml:"body"`
+	Groups    []string          `yaml:"groups"`
+	NotGroups []string          `yaml:"not_groups"`
+	Claims    map[string]string `yaml:"claims"`
+}
+
+// Mask configures response (and optional request) masking.
+type Mask struct {
+	Detectors   []string       `yaml:"detectors"` // "default" or built-in names
+	JSONFields  []string       `yaml:"json_fields"`
+	Custom      []CustomDetect `yaml:"custom"`
+	Replacement string         `yaml:"replacement"`
+}
+
+// CustomDetect is a user-defined regular-expression detector.
+type CustomDetect struct {
+	Name    string `yaml:"name"`
+	Pattern string `yaml:"pattern"`
+}
+
+// Approval configures just-in-time approval.
+type Approval struct {
+	Timeout  time.Duration `yaml:"timeout"`
+	Headless string        `yaml:"headless"` // deny | fail
+}
+
+// Audit configures session recording.
+type Audit struct {
+	Dir string `yaml:"dir"`
+}
+
+// Defaults returns the configuration used where nothing else is set.
+func Defaults() Config {
+	return Config{
+		ClientID:      "crewgate",
+		Scopes:        []string{"openid", "profile", "email", "offline_access"},
+		GroupsClaim:   "groups",
+		AudienceParam: "resource",
+		DefaultAction: "tunnel",
+		Mask: Mask{
+			Detectors:   []string{"default"},
+			Replacement: "[MASKED:{{.Name}}]",
+		},
+		Approval: Approval{Timeout: 120 * time.Second, Headless: "deny"},
+	}
+}
+
+// LoginScopes is every scope login asks for: the configured scopes plus each
+// scope an oidc upstream names, so that later narrowing stays within the grant.
+func (c *Config) LoginScopes() []string {
+	scopes := slices.Clone(c.Scopes)
+	for _, u := range c.Upstreams {
+		if u.Credential.Source == "oidc" {
+			scopes = append(scopes, u.Credential.Scopes...)
+		}
+	}
+	return uniq(scopes)
+}
+
+// Resources is every audience an oidc upstream names, sent as RFC 8707
+// resource indicators (or as AudienceParam) at login and on refresh.
+func (c *Config) Resources() []string {
+	var out []string
+	for _, u := range c.Upstreams {
+		if u.Credential.Source == "oidc" && u.Credential.Audience != "" {
+			out = append(out, u.Credential.Audience)
+		}
+	}
+	return uniq(out)
+}
+
+func uniq(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	hostRE = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+)
+
+// validate checks what the schema cannot: allowed values, references and
+// shapes. Errors name the key and, when it came from the file, file:line.
+func (c *Config) validate() error {
+	if c.Issuer != "" {
+		if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return c.errorf("issuer", "%q is not an http(s) URL", c.Issuer)
+		}
+	}
+	if c.ClientID == "" {
+		return c.errorf("client_id", "must not be empty")
+	}
+	if err := c.oneOf("default_action", c.DefaultAction, "tunnel", "deny"); err != nil {
+		return err
+	}
+	if err := c.oneOf("audience_param", c.AudienceParam, "resource", "audience"); err != nil {
+		return err
+	}
+	if err := c.oneOf("approval.headless", c.Approval.Headless, "deny", "fail"); err != nil {
+		return err
+	}
+	if c.Approval.Timeout <= 0 {
+		return c.errorf("approval.timeout", "must be a positive duration like 120s")
+	}
+	if c.Mask.Replacement != "" {
+		if _, err := template.New("replacement").Parse(c.Mask.Replacement); err != nil {
+			return c.errorf("mask.replacement", "bad template: %v", err)
+		}
+	}
+	for i, d := range c.Mask.Custom {
+		key := fmt.Sprintf("mask.custom[%d]", i)
+		if !nameRE.MatchString(d.Name) {
+			return c.errorf(key+".name", "%q must be lower-case letters, digits, '_', '-' or '.'", d.Name)
+		}
+		if _, err := regexp.Compile(d.Pattern); err != nil || d.Pattern == "" {
+			return c.errorf(key+".pattern", "bad regular expression %q: %v", d.Pattern, err)
+		}
+	}
+	names := map[string]bool{}
+	hosts := map[string]string{}
+	for i, u := range c.Upstreams {
+		key := fmt.Sprintf("upstreams[%d]", i)
+		if !nameRE.MatchString(u.Name) {
+			return c.errorf(key+".name", "%q must be lower-case letters, digits, '_', '-' or '.'", u.Name)
+		}
+		if names[u.Name] {
+			return c.errorf(key+".name", "upstream %q is defined twice", u.Name)
+		}
+		names[u.Name] = true
+		if len(u.Hosts) == 0 {
+			return c.errorf(key+".hosts", "upstream %q needs at least one host", u.Name)
+		}
+		for j, h := range u.Hosts {
+			if !hostRE.MatchString(h) {
+				return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a host name or *.suffix", h)
+			}
+			if other, dup := hosts[h]; dup {
+				return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "host %q already belongs to upstream %q", h, other)
+			}
+			hosts[h] = u.Name
+		}
+		cred := u.Credential
+		switch cred.Source {
+		case "oidc":
+			if cred.Secret != "" {
+				return c.errorf(key+".credential.secret", "only a secret source takes a secret name")
+			}
+		case "secret":
+			if !nameRE.MatchString(cred.Secret) {
+				return c.errorf(key+".credential.secret", "a secret source needs the secret's name (set with 'crewgate secret set NAME')")
+			}
+			if len(cred.Scopes) > 0 || cred.Audience != "" || cred.Exchange {
+				return c.errorf(key+".credential", "scopes, audience and exchange apply only to source: oidc")
+			}
+		default:
+			return c.errorf(key+".credential.source", "%q is not one of oidc, secret", cred.Source)
+		}
+		if cred.Format != "" {
+			if _, err := template.New("format").Parse(cred.Format); err != nil {
+				return c.errorf(key+".credential.format", "bad template: %v", err)
+			}
+		}
+		for j, e := range u.Env {
+			if !envRE.MatchString(e) {
+				return c.errorf(fmt.Sprintf("%s.env[%d]", key, j), "%q is not an environment variable name", e)
+			}
+		}
+	}
+	for i, r := range c.Rules {
+		key := fmt.Sprintf("rules[%d]", i)
+		if r.Name == "" {
+			return c.errorf(key+".name", "every rule needs a name")
+		}
+		if err := c.oneOf(key+".action", r.Action, "allow", "deny", "approve"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var envRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (c *Config) oneOf(key, v string, allowed ...string) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return c.errorf(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func (c *Config) errorf(key, format string, args ...any) error {
+	e := &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	if line, ok := c.lookupLine(key); ok {
+		e.File, e.Line = c.File, line
+	}
+	return e
+}
+
+// lookupLine finds the line of key, or of its nearest parent present in the file.
+func (c *Config) lookupLine(key string) (int, bool) {
+	for k := key; k != ""; {
+		if line, ok := c.lines[k]; ok {
+			return line, true
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0, false
+}
+
+// Line returns the line in File where key is set, for other packages'
+// validation errors (policy rules, masking patterns); 0 when not from the file.
+func (c *Config) Line(key string) int {
+	line, _ := c.lookupLine(key)
+	return line
+}
+
+// Error is an invalid configuration value. File and Line are set when the
+// value came from the config file; Source names the env var or flag otherwise.
+type Error struct {
+	File   string
+	Line   int
+	Key    string
+	Source string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.File != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Msg)
+	case e.Source != "":
+		return fmt.Sprintf("%s (%s): %s", e.Source, e.Key, e.Msg)
+	default:
+		return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+	}
+}
