@@ -22,10 +22,10 @@ type fakeIdP struct {
 	key *rsa.PrivateKey // published in the JWKS
 
 	mu          sync.Mutex
-	meta        map[string]any                             // discovery document (issuer and endpoints filled in)
-	device      map[string]any                             // device authorization answer
-	token       func(n int, form url.Values) (int, any)    // n counts token requests from 1
-	revoke      func(form url.Values) (int, any)           // nil -> 200 {}
+	meta        map[string]any                          // discovery document (issuer and endpoints filled in)
+	device      map[string]any                          // device authorization answer
+	token       func(n int, form url.Values) (int, any) // n counts token requests from 1
+	revoke      func(form url.Values) (int, any)        // nil -> 200 {}
 	deviceForms []url.Values
 	tokenForms  []url.Values
 	tokenTimes  []time.Time

@@ -259,7 +259,7 @@ func (u userStore) GetUserByID(id string) *storage.User {
 }
 
 func (u userStore) GetUserByUsername(name string) *storage.User { return u.GetUserByID(name) }
-func (userStore) ExampleClientID() string                      { return "service" }
+func (userStore) ExampleClientID() string                       { return "service" }
 
 func (u userStore) groups(id string) []string {
 	if x := u[id]; x != nil {
