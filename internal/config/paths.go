@@ -53,3 +53,7 @@ func (c *Config) RefreshTokenAccount() string { return c.Profile + "/refresh_tok
 
 // SecretAccount is the keyring account of a static upstream secret.
 func (c *Config) SecretAccount(name string) string { return c.Profile + "/secret/" + name }
+
+// SecretIndexAccount is the keyring item that lists the profile's secret
+// names (no values), since keyrings cannot be enumerated portably.
+func (c *Config) SecretIndexAccount() string { return c.Profile + "/secret_index" }
