@@ -1,0 +1,406 @@
+package mask
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// seg is one step of a JSON path: an object key (idx < 0) or an array index.
+type seg struct {
+	key []byte // raw key bytes, without quotes
+	idx int
+}
+
+// Kinds of values a walker reports.
+const (
+	kString = 's'
+	kNumber = 'n'
+	kOther  = 'o' // true, false, null
+	kField  = 'f' // the whole value of a key listed in json_fields
+)
+
+const maxDepth = 512
+
+var errJSON = errors.New("mask: invalid JSON")
+
+// walker is a small JSON scanner that reports scalar values with their path
+// and byte span, so that values can be replaced without re-encoding the rest.
+type walker struct {
+	src    []byte
+	i      int
+	path   []seg
+	fields map[string]bool
+	visit  func(kind byte, start, end int)
+	lower  []byte
+}
+
+func (w *walker) walk() error {
+	w.ws()
+	if err := w.value(0); err != nil {
+		return err
+	}
+	w.ws()
+	if w.i != len(w.src) {
+		return errJSON
+	}
+	return nil
+}
+
+func (w *walker) ws() {
+	for w.i < len(w.src) {
+		switch w.src[w.i] {
+		case ' ', '\t', '\n', '\r':
+			w.i++
+		default:
+			return
+		}
+	}
+}
+
+func (w *walker) value(depth int) error {
+	if depth > maxDepth || w.i >= len(w.src) {
+		return errJSON
+	}
+	start := w.i
+	switch c := w.src[w.i]; {
+	case c == '{':
+		return w.object(depth)
+	case c == '[':
+		return w.array(depth)
+	case c == '"':
+		end, err := w.str()
+		if err != nil {
+			return err
+		}
+		w.visit(kString, start, end)
+	case c == '-' || c >= '0' && c <= '9':
+		w.i++
+		for w.i < len(w.src) && isNumByte(w.src[w.i]) {
+			w.i++
+		}
+		w.visit(kNumber, start, w.i)
+	default:
+		for _, lit := range []string{"true", "false", "null"} {
+			if len(w.src)-w.i >= len(lit) && string(w.src[w.i:w.i+len(lit)]) == lit {
+				w.i += len(lit)
+				w.visit(kOther, start, w.i)
+				return nil
+			}
+		}
+		return errJSON
+	}
+	return nil
+}
+
+func isNumByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+// str consumes a string literal and returns the index after its closing quote.
+func (w *walker) str() (int, error) {
+	w.i++
+	for w.i < len(w.src) {
+		switch c := w.src[w.i]; {
+		case c == '"':
+			w.i++
+			return w.i, nil
+		case c == '\\':
+			w.i += 2
+		case c < 0x20:
+			return 0, errJSON
+		default:
+			w.i++
+		}
+	}
+	return 0, errJSON
+}
+
+func (w *walker) object(depth int) error {
+	w.i++
+	w.ws()
+	if w.i < len(w.src) && w.src[w.i] == '}' {
+		w.i++
+		return nil
+	}
+	for {
+		w.ws()
+		if w.i >= len(w.src) || w.src[w.i] != '"' {
+			return errJSON
+		}
+		ks := w.i
+		ke, err := w.str()
+		if err != nil {
+			return err
+		}
+		w.ws()
+		if w.i >= len(w.src) || w.src[w.i] != ':' {
+			return errJSON
+		}
+		w.i++
+		w.ws()
+		key := w.src[ks+1 : ke-1]
+		w.path = append(w.path, seg{key: key, idx: -1})
+		if len(w.fields) > 0 && w.isField(key) {
+			vs := w.i
+			if err := w.skip(depth + 1); err != nil {
+				return err
+			}
+			if string(w.src[vs:w.i]) != "null" {
+				w.visit(kField, vs, w.i)
+			}
+		} else if err := w.value(depth + 1); err != nil {
+			return err
+		}
+		w.path = w.path[:len(w.path)-1]
+		w.ws()
+		if w.i >= len(w.src) {
+			return errJSON
+		}
+		switch w.src[w.i] {
+		case ',':
+			w.i++
+		case '}':
+			w.i++
+			return nil
+		default:
+			return errJSON
+		}
+	}
+}
+
+func (w *walker) array(depth int) error {
+	w.i++
+	w.ws()
+	if w.i < len(w.src) && w.src[w.i] == ']' {
+		w.i++
+		return nil
+	}
+	for k := 0; ; k++ {
+		w.ws()
+		w.path = append(w.path, seg{idx: k})
+		if err := w.value(depth + 1); err != nil {
+			return err
+		}
+		w.path = w.path[:len(w.path)-1]
+		w.ws()
+		if w.i >= len(w.src) {
+			return errJSON
+		}
+		switch w.src[w.i] {
+		case ',':
+			w.i++
+		case ']':
+			w.i++
+			return nil
+		default:
+			return errJSON
+		}
+	}
+}
+
+// skip consumes a value without reporting what is inside it.
+func (w *walker) skip(depth int) error {
+	visit := w.visit
+	w.visit = func(byte, int, int) {}
+	err := w.value(depth)
+	w.visit = visit
+	return err
+}
+
+func (w *walker) isField(raw []byte) bool {
+	k := raw
+	if containsByte(raw, '\\') {
+		k = unquote(nil, raw)
+	}
+	w.lower = w.lower[:0]
+	for _, c := range k {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		w.lower = append(w.lower, c)
+	}
+	return w.fields[string(w.lower)]
+}
+
+func containsByte(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// unquote appends the decoded contents of a JSON string body (no quotes) to dst.
+func unquote(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			dst = append(dst, '\n')
+		case 't':
+			dst = append(dst, '\t')
+		case 'r':
+			dst = append(dst, '\r')
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'u':
+			r, n := hex4(s[i+1:])
+			if n == 0 {
+				dst = append(dst, '\\', 'u')
+				continue
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				if r2, n2 := hex4(s[min(i+3, len(s)):]); n2 > 0 && i+2 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						r = d
+						i += 6
+					}
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}
+
+func hex4(s []byte) (rune, int) {
+	if len(s) < 4 {
+		return 0, 0
+	}
+	v, err := strconv.ParseUint(string(s[:4]), 16, 32)
+	if err != nil {
+		return 0, 0
+	}
+	return rune(v), 4
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendQuoted appends s as a JSON string literal.
+func appendQuoted(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i, c := range s {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// edit replaces src[start:end] with repl.
+type edit struct {
+	start, end int
+	repl       []byte
+}
+
+func applyEdits(dst, src []byte, edits []edit) []byte {
+	last := 0
+	for _, ed := range edits {
+		dst = append(dst, src[last:ed.start]...)
+		dst = append(dst, ed.repl...)
+		last = ed.end
+	}
+	return append(dst, src[last:]...)
+}
+
+// maskJSON masks every string value of the JSON document src and replaces
+// json_fields values. ok is false when src is not JSON.
+func (e *Engine) maskJSON(dst, src []byte, c *Counts) ([]byte, bool) {
+	var edits []edit
+	var tmp []byte
+	w := walker{src: src, fields: e.fields}
+	w.visit = func(kind byte, start, end int) {
+		switch kind {
+		case kField:
+			c.add(JSONFieldName)
+			edits = append(edits, edit{start, end, appendQuoted(nil, e.fieldRp)})
+		case kString:
+			if r, changed := e.maskJSONString(tmp[:0], src[start+1:end-1], c); changed {
+				edits = append(edits, edit{start, end, r})
+			}
+		}
+	}
+	if w.walk() != nil {
+		return dst, false
+	}
+	return applyEdits(dst, src, edits), true
+}
+
+// maskJSONString masks the decoded contents of a string literal body and
+// returns the new literal (quoted) when anything changed.
+func (e *Engine) maskJSONString(_ []byte, raw []byte, c *Counts) ([]byte, bool) {
+	text := raw
+	if containsByte(raw, '\\') {
+		text = unquote(nil, raw)
+	}
+	out, _ := e.scan(nil, text, 0, true, false, c)
+	if bytes.Equal(out, text) {
+		return nil, false
+	}
+	return appendQuoted(nil, out), true
+}
+
+// jsonProc buffers an application/json body up to the cap, then masks its
+// values; over the cap or when the body is not JSON it masks bytes instead.
+type jsonProc struct {
+	e        *Engine
+	c        *Counts
+	buf      []byte
+	fallback *textScanner
+}
+
+func (j *jsonProc) process(out, in []byte, eof bool) []byte {
+	if j.fallback != nil {
+		return j.fallback.feed(out, in, eof)
+	}
+	j.buf = append(j.buf, in...)
+	if len(j.buf) > j.e.jsonMax {
+		return j.toBytes(out, eof)
+	}
+	if !eof {
+		return out
+	}
+	if r, ok := j.e.maskJSON(out, j.buf, j.c); ok {
+		j.buf = nil
+		return r
+	}
+	return j.toBytes(out, eof)
+}
+
+func (j *jsonProc) toBytes(out []byte, eof bool) []byte {
+	j.c.setForm("json-bytes")
+	j.fallback = &textScanner{e: j.e, c: j.c, esc: true}
+	buf := j.buf
+	j.buf = nil
+	return j.fallback.feed(out, buf, eof)
+}

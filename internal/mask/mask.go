@@ -1,0 +1,371 @@
+// Package mask masks secrets and personal data in HTTP bodies as they stream.
+//
+// An Engine is built once per session from a Config and is safe for
+// concurrent use. Each body gets its own masker:
+//
+//	body, counts := engine.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+//	resp.Body = body
+//	mask.FixHeader(resp.Header, counts)   // or engine.WrapResponse(resp), which does all three
+//
+// Wrap picks the body form from the content type:
+//
+//   - text/event-stream: event-aware. The text of each LLM stream (OpenAI Chat
+//     Completions choices and tool-call arguments, OpenAI Responses text and
+//     function-call arguments, Anthropic text, thinking and input_json deltas)
+//     is masked as one text across events; other JSON string values are masked
+//     per event; non-JSON data is masked per event. Every input event yields
+//     one output event; held text is flushed in a synthetic delta event just
+//     before the stream's end event (finish_reason, content_block_stop,
+//     [DONE], ...).
+//   - application/json and +json: string values are masked and json_fields
+//     replaced; the output stays valid JSON. Bodies over Config.JSONMaxBytes
+//     fall back to the byte-stream masker.
+//   - text/*, NDJSON, JSON Lines, XML, form bodies and bodies without a
+//     content type: byte-stream masking with a bounded hold-back.
+//   - anything else is passed through untouched and reported as not scanned.
+//
+// gzip, deflate, br and zstd bodies are decoded first and sent uncompressed;
+// FixHeader removes Content-Encoding then. Content-Length is removed whenever
+// a body is scanned, since masking changes lengths.
+//
+// Streamed output equals one-shot output for every way of splitting the input
+// into reads (and, for SSE, the text into events): every match decision at a
+// position depends only on a bounded window of text around it, and the
+// streaming masker holds back text exactly until that window is complete.
+// See docs/masking.md for detectors, guarantees and limits.
+package mask
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/template"
+)
+
+// DefaultReplacement is the replacement template used when Config.Replacement is empty.
+const DefaultReplacement = "[MASKED:{{.Name}}]"
+
+// DefaultJSONMaxBytes is the JSON size cap used when Config.JSONMaxBytes is zero.
+const DefaultJSONMaxBytes = 8 << 20
+
+// Config selects what an Engine masks. The zero value masks with the default detector set.
+type Config struct {
+	// Detectors lists built-in detector names. Empty or "default" means every
+	// built-in detector; "none" means no built-in detector.
+	Detectors []string
+	// JSONFields names object keys (any depth, case-insensitive) whose values
+	// are replaced whatever they contain.
+	JSONFields []string
+	// Custom adds regular-expression detectors.
+	Custom []Custom
+	// Replacement is a text/template executed with {{.Name}}, the detector name.
+	Replacement string
+	// Literals are exact values that are always masked, together with their
+	// base64 (standard and URL alphabets, any alignment) and URL-encoded forms.
+	Literals []Literal
+	// JSONMaxBytes caps how much of an application/json body is buffered;
+	// larger bodies are masked as a byte stream.
+	JSONMaxBytes int
+}
+
+// Custom is a regular-expression detector (Go regexp syntax).
+type Custom struct {
+	Name    string
+	Pattern string
+}
+
+// Literal is an exact value to mask, such as a credential crewgate injects.
+type Literal struct {
+	Name  string // detector name in counts and replacements; "credential" when empty
+	Value string
+}
+
+// JSONFieldName is the detector name counted for values replaced by Config.JSONFields.
+const JSONFieldName = "json_field"
+
+// minLiteral is the shortest literal accepted: shorter values over-mask ordinary text.
+const minLiteral = 6
+
+// Engine masks bodies. It is immutable and safe for concurrent use.
+type Engine struct {
+	dets    []*detector
+	trig    [256]bool
+	first   [256][]entry
+	email   *detector
+	fields  map[string]bool
+	jsonMax int
+	fieldRp []byte
+}
+
+// entry ties a literal prefix (possibly empty) to the detector tried where it occurs.
+type entry struct {
+	lit string
+	det *detector
+}
+
+// New builds an Engine from cfg. Errors name the offending detector or pattern.
+func New(cfg Config) (*Engine, error) {
+	tmplText := cfg.Replacement
+	if tmplText == "" {
+		tmplText = DefaultReplacement
+	}
+	tmpl, err := template.New("replacement").Option("missingkey=error").Parse(tmplText)
+	if err != nil {
+		return nil, fmt.Errorf("mask: replacement template: %w", err)
+	}
+	repl := func(name string) ([]byte, error) {
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, struct{ Name string }{name}); err != nil {
+			return nil, fmt.Errorf("mask: replacement template for %q: %w", name, err)
+		}
+		return b.Bytes(), nil
+	}
+
+	e := &Engine{jsonMax: cfg.JSONMaxBytes, fields: map[string]bool{}}
+	if e.jsonMax <= 0 {
+		e.jsonMax = DefaultJSONMaxBytes
+	}
+
+	names, err := selectBuiltins(cfg.Detectors)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		e.dets = append(e.dets, builtin(n))
+	}
+	seen := map[string]bool{}
+	for _, d := range e.dets {
+		seen[d.name] = true
+	}
+	for _, c := range cfg.Custom {
+		if c.Name == "" {
+			return nil, fmt.Errorf("mask: custom detector with pattern %q has no name", c.Pattern)
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("mask: custom detector %q: name already used", c.Name)
+		}
+		seen[c.Name] = true
+		d, err := newCustom(c.Name, c.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		e.dets = append(e.dets, d)
+	}
+	for i, l := range cfg.Literals {
+		name := l.Name
+		if name == "" {
+			name = "credential"
+		}
+		if len(l.Value) < minLiteral {
+			return nil, fmt.Errorf("mask: literal %d (%s) is shorter than %d bytes", i, name, minLiteral)
+		}
+		e.dets = append(e.dets, newLiteral(name, literalForms(l.Value)))
+	}
+	for _, f := range cfg.JSONFields {
+		if f == "" {
+			return nil, errors.New("mask: empty json_fields entry")
+		}
+		e.fields[strings.ToLower(f)] = true
+	}
+	if e.fieldRp, err = repl(JSONFieldName); err != nil {
+		return nil, err
+	}
+
+	for i, d := range e.dets {
+		d.prio = i
+		if d.repl, err = repl(d.name); err != nil {
+			return nil, err
+		}
+		if d.name == "email" {
+			e.email = d
+			continue
+		}
+		for _, p := range d.prefixes {
+			e.addEntry(p[0], p, d)
+		}
+		if d.firstBytes != nil {
+			for b := range 256 {
+				if d.firstBytes[b] {
+					e.addEntry(byte(b), "", d)
+				}
+			}
+		}
+	}
+	// A replacement that a detector would match again breaks idempotence.
+	for _, d := range append(slices.Clone(e.dets), &detector{name: JSONFieldName, repl: e.fieldRp}) {
+		if out := e.maskString(d.repl, nil); !bytes.Equal(out, d.repl) {
+			return nil, fmt.Errorf("mask: replacement %q for detector %q is itself masked; change the template or the pattern", d.repl, d.name)
+		}
+	}
+	return e, nil
+}
+
+// addEntry registers d to be tried where byte c starts lit (or anywhere c occurs when lit is empty).
+func (e *Engine) addEntry(c byte, lit string, d *detector) {
+	e.trig[c] = true
+	e.first[c] = append(e.first[c], entry{lit: lit, det: d})
+	// Longer literals first keeps the order of attempts deterministic and cheap.
+	sort.SliceStable(e.first[c], func(i, j int) bool { return len(e.first[c][i].lit) > len(e.first[c][j].lit) })
+}
+
+// Detectors returns the names of the detectors the engine runs, in priority order.
+func (e *Engine) Detectors() []string {
+	var out []string
+	for _, d := range e.dets {
+		if !slices.Contains(out, d.name) {
+			out = append(out, d.name)
+		}
+	}
+	return out
+}
+
+// MaskString masks s in one shot, as if it were a whole text/plain body.
+func (e *Engine) MaskString(s string) string {
+	return string(e.maskString([]byte(s), nil))
+}
+
+func (e *Engine) maskString(b []byte, c *Counts) []byte {
+	out, _ := e.scan(nil, b, 0, true, false, c)
+	return out
+}
+
+// literalForms returns v and its encoded forms: base64 (standard and URL
+// alphabets, with the characters that depend only on v at each of the three
+// alignments, so the value is found inside a longer encoded string) and URL
+// encoding.
+func literalForms(v string) []string {
+	forms := []string{v}
+	add := func(s string) {
+		if len(s) >= minLiteral && !slices.Contains(forms, s) {
+			forms = append(forms, s)
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		add(strings.TrimRight(enc.EncodeToString([]byte(v)), "="))
+		for k := range 3 {
+			s := enc.EncodeToString(append(make([]byte, k), v...))
+			from := (8*k + 5) / 6
+			to := 8 * (k + len(v)) / 6
+			if from < to && to <= len(s) {
+				add(s[from:to])
+			}
+		}
+	}
+	add(url.QueryEscape(v))
+	add(url.PathEscape(v))
+	return forms
+}
+
+// Counts reports what masking one body did. Its methods are safe to call
+// while the body streams and after it is closed.
+type Counts struct {
+	mu      sync.Mutex
+	scanned bool
+	decoded bool
+	form    string
+	n       map[string]int
+}
+
+func newCounts(form string, scanned, decoded bool) *Counts {
+	return &Counts{form: form, scanned: scanned, decoded: decoded, n: map[string]int{}}
+}
+
+func (c *Counts) add(name string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.n[name]++
+	c.mu.Unlock()
+}
+
+func (c *Counts) setForm(form string) {
+	c.mu.Lock()
+	c.form = form
+	c.mu.Unlock()
+}
+
+// Scanned reports whether the body was inspected. A false value means the
+// body passed through unmasked (binary type or unknown encoding), which is not
+// the same as clean.
+func (c *Counts) Scanned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scanned
+}
+
+// Decoded reports whether the body was decompressed, so that the caller must
+// drop Content-Encoding.
+func (c *Counts) Decoded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.decoded
+}
+
+// Form names how the body was handled: "sse", "json", "bytes", "json-bytes"
+// (JSON over the size cap or not parseable), or "none" when not scanned.
+func (c *Counts) Form() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.form
+}
+
+// ByDetector returns a copy of the number of replacements per detector name.
+func (c *Counts) ByDetector() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]int, len(c.n))
+	for k, v := range c.n {
+		m[k] = v
+	}
+	return m
+}
+
+// Total returns the number of replacements so far.
+func (c *Counts) Total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := 0
+	for _, v := range c.n {
+		t += v
+	}
+	return t
+}
+
+// FixHeader adjusts response (or request) headers for a body wrapped by
+// Engine.Wrap: a scanned body loses Content-Length (masking changes lengths)
+// and a decoded body also loses Content-Encoding. Call it before the headers
+// are written.
+func FixHeader(h http.Header, c *Counts) {
+	if c.Scanned() {
+		h.Del("Content-Length")
+	}
+	if c.Decoded() {
+		h.Del("Content-Encoding")
+	}
+}
+
+// WrapResponse wraps resp.Body with Wrap and fixes resp's headers and
+// ContentLength to match.
+func (e *Engine) WrapResponse(resp *http.Response) *Counts {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return newCounts("none", true, false)
+	}
+	body, c := e.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+	resp.Body = body
+	FixHeader(resp.Header, c)
+	if c.Scanned() {
+		resp.ContentLength = -1
+	}
+	if c.Decoded() {
+		resp.Uncompressed = true
+	}
+	return c
+}

@@ -1,0 +1,164 @@
+package mask
+
+import "bytes"
+
+// scan masks b[pos:] and appends the result to out. b[:pos] is left context
+// that was already emitted. Matching is leftmost; at one position the longest
+// match wins, then the detector listed first. scan stops at the first
+// position whose outcome depends on bytes past len(b) (never when eof) and
+// returns it; the caller holds b[stop:] until more input arrives.
+//
+// Only positions where a detector's literal prefix or first byte occurs, and
+// the starts of local parts before an '@', are ever examined: these literal
+// prefilters keep the cost near a table lookup per byte.
+func (e *Engine) scan(out, b []byte, pos int, eof, esc bool, c *Counts) ([]byte, int) {
+	n := len(b)
+	tc := e.nextTrig(b, pos)
+	ec := n
+	if e.email != nil {
+		ec = e.nextEmail(b, pos, eof, esc)
+	}
+	for {
+		at := min(tc, ec)
+		if at >= n {
+			break
+		}
+		var best *detector
+		bestN, more := 0, false
+		// In raw JSON a byte after a backslash is part of an escape sequence:
+		// a replacement there would break the document.
+		if !(esc && at > 0 && b[at-1] == '\\' && isEscapeLetter(b[at])) {
+			if tc == at {
+				for _, en := range e.first[b[at]] {
+					l := len(en.lit)
+					if l > 0 {
+						if n-at < l {
+							if !eof && en.lit[:n-at] == string(b[at:]) {
+								more = true
+							}
+							continue
+						}
+						if string(b[at:at+l]) != en.lit {
+							continue
+						}
+					}
+					m, mo := en.det.match(b, at, l, eof, esc)
+					if mo {
+						more = true
+					} else if m > bestN || m > 0 && m == bestN && en.det.prio < best.prio {
+						best, bestN = en.det, m
+					}
+				}
+			}
+			if ec == at {
+				m, mo := e.email.match(b, at, 0, eof, esc)
+				if mo {
+					more = true
+				} else if m > bestN || m > 0 && m == bestN && e.email.prio < best.prio {
+					best, bestN = e.email, m
+				}
+			}
+		}
+		if more {
+			return append(out, b[pos:at]...), at
+		}
+		if best == nil {
+			if tc == at {
+				tc = e.nextTrig(b, at+1)
+			}
+			if ec == at {
+				ec = e.nextEmail(b, at+1, eof, esc)
+			}
+			continue
+		}
+		out = append(out, b[pos:at]...)
+		out = append(out, best.repl...)
+		c.add(best.name)
+		pos = at + bestN
+		if tc < pos {
+			tc = e.nextTrig(b, pos)
+		}
+		if ec < pos {
+			ec = e.nextEmail(b, pos, eof, esc)
+		}
+	}
+	return append(out, b[pos:]...), n
+}
+
+func isEscapeLetter(c byte) bool {
+	switch c {
+	case 'b', 'f', 'n', 'r', 't', 'u', '"', '\\', '/':
+		return true
+	}
+	return false
+}
+
+// nextTrig returns the first position at or after i holding a trigger byte.
+func (e *Engine) nextTrig(b []byte, i int) int {
+	t := &e.trig
+	for ; i+4 <= len(b); i += 4 {
+		if t[b[i]] || t[b[i+1]] || t[b[i+2]] || t[b[i+3]] {
+			break
+		}
+	}
+	for i < len(b) && !t[b[i]] {
+		i++
+	}
+	return i
+}
+
+// nextEmail returns the first position at or after from where an e-mail
+// address could start: the start of a run of local-part bytes that ends in
+// '@' (or, before eof, that runs to the end of b and could still reach one).
+func (e *Engine) nextEmail(b []byte, from int, eof, esc bool) int {
+	for a := from; a <= len(b); {
+		k := bytes.IndexByte(b[a:], '@')
+		if k < 0 {
+			if eof {
+				return len(b)
+			}
+			s := emailStart(b, len(b), esc)
+			if s >= from && len(b)-s <= maxLocal {
+				return s
+			}
+			return len(b)
+		}
+		at := a + k
+		if s := emailStart(b, at, esc); s >= from {
+			return s
+		}
+		a = at + 1
+	}
+	return len(b)
+}
+
+// textScanner masks one text stream incrementally. Its output, concatenated
+// over all feeds, equals the one-shot scan of the concatenated input.
+type textScanner struct {
+	e   *Engine
+	esc bool
+	c   *Counts
+	buf []byte // buf[:ctx] is emitted left context, buf[ctx:] is held text
+	ctx int
+}
+
+// feed appends p and returns out plus the text that is now safe to emit.
+// With eof it flushes everything and resets the scanner to a fresh stream.
+func (s *textScanner) feed(out, p []byte, eof bool) []byte {
+	if len(p) == 0 && !eof {
+		return out
+	}
+	s.buf = append(s.buf, p...)
+	out, stop := s.e.scan(out, s.buf, s.ctx, eof, s.esc, s.c)
+	if eof {
+		s.buf, s.ctx = s.buf[:0], 0
+		return out
+	}
+	k := max(0, stop-2)
+	s.buf = s.buf[:copy(s.buf, s.buf[k:])]
+	s.ctx = stop - k
+	return out
+}
+
+// held returns how many bytes of text the scanner is holding back.
+func (s *textScanner) held() int { return len(s.buf) - s.ctx }
