@@ -335,3 +335,7 @@ func readAllWrap(t testing.TB, e *Engine, body []byte, ct, ce string) ([]byte, *
 	}
 	return out, c
 }
+
+var errEOF = io.EOF
+
+func nopCloser(r io.Reader) io.ReadCloser { return io.NopCloser(r) }

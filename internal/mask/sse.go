@@ -404,9 +404,9 @@ func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool)
 		for _, l := range ls {
 			tl := trimEOL(l)
 			if !bytes.HasPrefix(tl, []byte("data:")) && !bytes.HasPrefix(tl, []byte("id:")) && len(tl) > 0 {
-				t.lines = append(t.lines, l)
+				t.lines = append(t.lines, bytes.Clone(l))
 			} else if len(tl) == 0 || bytes.HasPrefix(tl, []byte("data:")) {
-				t.term = l[len(tl):]
+				t.term = bytes.Clone(l[len(tl):])
 			}
 		}
 		for _, s := range tmplSpans {
