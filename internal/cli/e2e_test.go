@@ -495,3 +495,63 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: exit %d %q", r.code, r.stdout)
 	}
 }
+
+// TestLoginOpensBrowserQuietly puts a fake xdg-open on PATH that chatters on
+// stdout and stderr and approves the login, like a user in a browser. Its
+// output must not reach crewgate's stdout or stderr.
+func TestLoginOpensBrowserQuietly(t *testing.T) {
+	testenv.RequireKeyring(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("xdg-open is the Linux launcher")
+	}
+	idp := testidp.Start(t, testidp.WithInterval(time.Second))
+	bin := t.TempDir()
+	opened := filepath.Join(bin, "opened")
+	script := `#!/bin/sh
+echo "$1" > ` + opened + `
+echo LAUNCHER-STDOUT-NOISE
+echo LAUNCHER-STDERR-NOISE >&2
+`
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newSandbox(t, "DISPLAY=:99")
+	for i, kv := range s.env {
+		if strings.HasPrefix(kv, "PATH=") {
+			s.env[i] = "PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")
+		}
+	}
+	cmd := exec.Command(crewgateBin, "login", "--issuer", idp.Issuer)
+	cmd.Env = s.env
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	errPipe, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errOut strings.Builder
+	sc := bufio.NewScanner(errPipe)
+	for sc.Scan() {
+		errOut.WriteString(sc.Text() + "\n")
+		if code, ok := strings.CutPrefix(sc.Text(), "Your one-time code: "); ok {
+			go idp.Approve(code, "alice", testidp.Password)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("login: %v\n%s", err, errOut.String())
+	}
+	url, err := os.ReadFile(opened)
+	if err != nil || !strings.HasPrefix(string(url), idp.Issuer+"device") {
+		t.Errorf("the browser was not opened on the verification URL: %q %v", url, err)
+	}
+	all := out.String() + errOut.String()
+	if strings.Contains(all, "NOISE") {
+		t.Errorf("the launcher's output reached crewgate's output:\nstdout: %q\nstderr:\n%s", out.String(), errOut.String())
+	}
+	if out.Len() != 0 {
+		t.Errorf("login wrote to stdout: %q", out.String())
+	}
+	if !strings.Contains(errOut.String(), "Opened your browser") {
+		t.Errorf("stderr:\n%s", errOut.String())
+	}
+}
