@@ -337,7 +337,7 @@ func applyEdits(dst, src []byte, edits []edit) []byte {
 // json_fields values. ok is false when src is not JSON.
 func (e *Engine) maskJSON(dst, src []byte, c *Counts) ([]byte, bool) {
 	var edits []edit
-	var tmp []byte
+	var scratch [2][]byte
 	w := walker{src: src, fields: e.fields}
 	w.visit = func(kind byte, start, end int) {
 		switch kind {
@@ -345,7 +345,7 @@ func (e *Engine) maskJSON(dst, src []byte, c *Counts) ([]byte, bool) {
 			c.add(JSONFieldName)
 			edits = append(edits, edit{start, end, appendQuoted(nil, e.fieldRp)})
 		case kString:
-			if r, changed := e.maskJSONString(tmp[:0], src[start+1:end-1], c); changed {
+			if r, changed := e.maskJSONString(&scratch, src[start+1:end-1], c); changed {
 				edits = append(edits, edit{start, end, r})
 			}
 		}
@@ -358,12 +358,14 @@ func (e *Engine) maskJSON(dst, src []byte, c *Counts) ([]byte, bool) {
 
 // maskJSONString masks the decoded contents of a string literal body and
 // returns the new literal (quoted) when anything changed.
-func (e *Engine) maskJSONString(_ []byte, raw []byte, c *Counts) ([]byte, bool) {
+func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, c *Counts) ([]byte, bool) {
 	text := raw
 	if containsByte(raw, '\\') {
-		text = unquote(nil, raw)
+		scratch[0] = unquote(scratch[0][:0], raw)
+		text = scratch[0]
 	}
-	out, _ := e.scan(nil, text, 0, true, false, c)
+	out, _ := e.scan(scratch[1][:0], text, 0, true, false, c)
+	scratch[1] = out
 	if bytes.Equal(out, text) {
 		return nil, false
 	}

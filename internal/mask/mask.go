@@ -97,6 +97,7 @@ const minLiteral = 6
 type Engine struct {
 	dets    []*detector
 	trig    [256]bool
+	second  [256][4]uint64 // second[c] has bit d set when c may be followed by d in a match
 	first   [256][]entry
 	email   *detector
 	fields  map[string]bool
@@ -210,6 +211,11 @@ func New(cfg Config) (*Engine, error) {
 // addEntry registers d to be tried where byte c starts lit (or anywhere c occurs when lit is empty).
 func (e *Engine) addEntry(c byte, lit string, d *detector) {
 	e.trig[c] = true
+	if len(lit) >= 2 {
+		e.second[c][lit[1]>>6] |= 1 << (lit[1] & 63)
+	} else {
+		e.second[c] = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+	}
 	e.first[c] = append(e.first[c], entry{lit: lit, det: d})
 	// Longer literals first keeps the order of attempts deterministic and cheap.
 	sort.SliceStable(e.first[c], func(i, j int) bool { return len(e.first[c][i].lit) > len(e.first[c][j].lit) })

@@ -93,18 +93,29 @@ func isEscapeLetter(c byte) bool {
 	return false
 }
 
-// nextTrig returns the first position at or after i holding a trigger byte.
+// nextTrig returns the first position at or after i where a registered
+// prefix could start: its first byte is there and, when the prefix is at
+// least two bytes long, so is its second byte (or the text ends).
 func (e *Engine) nextTrig(b []byte, i int) int {
 	t := &e.trig
-	for ; i+4 <= len(b); i += 4 {
-		if t[b[i]] || t[b[i+1]] || t[b[i+2]] || t[b[i+3]] {
-			break
+	for {
+		for ; i+4 <= len(b); i += 4 {
+			if t[b[i]] || t[b[i+1]] || t[b[i+2]] || t[b[i+3]] {
+				break
+			}
 		}
-	}
-	for i < len(b) && !t[b[i]] {
+		for i < len(b) && !t[b[i]] {
+			i++
+		}
+		if i+1 >= len(b) {
+			return i
+		}
+		c, d := b[i], b[i+1]
+		if e.second[c][d>>6]&(1<<(d&63)) != 0 {
+			return i
+		}
 		i++
 	}
-	return i
 }
 
 // nextEmail returns the first position at or after from where an e-mail

@@ -20,6 +20,7 @@ type sseProc struct {
 	streams  map[string]*stream
 	order    []string
 	fallback *textScanner
+	scratch  [2][]byte
 }
 
 // stream is the state of one LLM text stream.
@@ -351,7 +352,7 @@ func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool)
 		raw := data[v.start+1 : v.end-1]
 		k := keys[n]
 		if k == "" {
-			if r, changed := p.e.maskJSONString(nil, raw, p.c); changed {
+			if r, changed := p.e.maskJSONString(&p.scratch, raw, p.c); changed {
 				edits = append(edits, edit{v.start, v.end, r})
 			}
 			continue
