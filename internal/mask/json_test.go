@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -114,5 +116,27 @@ func TestCompressed(t *testing.T) {
 	rc, _ := e.Wrap(nopCloser(bytes.NewReader([]byte("not gzip"))), "text/plain", "gzip")
 	if _, err := rc.Read(make([]byte, 10)); err == nil {
 		t.Error("corrupt gzip: no error")
+	}
+}
+
+func TestWrapResponse(t *testing.T) {
+	e := mustEngine(t, Config{Literals: []Literal{{Name: "openai", Value: "sk-real-credential-value"}}})
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write([]byte("echo: sk-real-credential-value"))
+	gw.Close()
+	resp := &http.Response{
+		Header:        http.Header{"Content-Type": {"text/plain"}, "Content-Encoding": {"gzip"}, "Content-Length": {"50"}},
+		ContentLength: 50,
+		Body:          io.NopCloser(&gz),
+	}
+	c := e.WrapResponse(resp)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(out) != "echo: [MASKED:openai]" || resp.ContentLength != -1 || resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Content-Length") != "" {
+		t.Errorf("out %q, length %d, header %v", out, resp.ContentLength, resp.Header)
+	}
+	if got := c.ByDetector(); got["openai"] != 1 {
+		t.Errorf("counts after close = %v", got)
 	}
 }
