@@ -1,0 +1,341 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/crewgate/crewgate/internal/creds"
+)
+
+// maxLeakScan is how much of a request body is searched for placeholders.
+const maxLeakScan = 1 << 20
+
+// Refusal kinds, sent in X-Crewgate-Error and the JSON body's "error".
+const (
+	errProxyAuth   = "proxy-auth-required"
+	errEgress      = "egress-denied"
+	errAddress     = "address-denied"
+	errLeak        = "placeholder-leak"
+	errLogin       = "login-required"
+	errToken       = "credential-unavailable"
+	errUpstream    = "upstream-unreachable"
+	errNotAProxy   = "not-a-proxy-request"
+	errRequestMask = "request-masking-failed"
+)
+
+// reqState follows one request from the request handler to the response
+// handler.
+type reqState struct {
+	route   *route // nil: not intercepted
+	ownResp bool   // the response is crewgate's own (a refusal or error)
+}
+
+func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	gp.Verbose = false
+	gp.Logger = log.New(io.Discard, "", 0)
+	// NewProxyHttpServer wires crewgate's own HTTPS_PROXY into Tr and
+	// ConnectDial; replace both so nothing is picked up by accident.
+	gp.Tr = p.direct
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = nil
+	gp.AllowHTTP2 = false
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeRefusal(w, p.cfg.Session, http.StatusBadRequest, errNotAProxy, "", "crewgate is a proxy: send requests with an absolute URL or CONNECT")
+	})
+	gp.OnRequest().HandleConnectFunc(p.handleConnect)
+	gp.OnRequest().DoFunc(p.handleRequest)
+	gp.OnResponse().DoFunc(p.handleResponse)
+	return gp
+}
+
+// handleConnect authenticates a CONNECT and routes its host.
+func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	p.requests.Add(1)
+	if !p.authorized(ctx.Req.Header) {
+		p.log.Warn("request refused", "kind", errProxyAuth, "method", "CONNECT", "host", hostport)
+		return &goproxy.ConnectAction{Action: goproxy.ConnectProxyAuthHijack, Hijack: hijack407}, hostport
+	}
+	host, port := splitHostPort(hostport, "443")
+	if r := p.match(host); r != nil {
+		ctx.UserData = r
+		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
+			return p.cfg.CA.TLSConfig(host)
+		}}, hostport
+	}
+	if p.cfg.DefaultAction == "deny" {
+		return p.rejectConnect(ctx, errEgress, "default_action", host+" is not a configured upstream and default_action is deny"), hostport
+	}
+	ips, err := p.allowedIPs(ctx.Req.Context(), host)
+	if err != nil {
+		return p.rejectConnect(ctx, errAddress, "", err.Error()), hostport
+	}
+	ctx.Dialer = p.tunnelDialer(ips, port)
+	p.tunnels.Add(1)
+	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, hostport
+}
+
+func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, kind, rule, reason string) *goproxy.ConnectAction {
+	p.denied.Add(1)
+	p.log.Warn("request refused", "kind", kind, "method", "CONNECT", "host", ctx.Req.URL.Host, "reason", reason)
+	ctx.Resp = refusal(ctx.Req, p.cfg.Session, http.StatusForbidden, kind, rule, reason)
+	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
+}
+
+// hijack407 completes the 407 status line goproxy has written.
+func hijack407(_ *http.Request, conn net.Conn, _ *goproxy.ProxyCtx) {
+	io.WriteString(conn, "Proxy-Authenticate: Basic realm=\"crewgate\"\r\nX-Crewgate-Error: "+errProxyAuth+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	conn.Close()
+}
+
+// handleRequest runs for plain-HTTP proxy requests and for every request
+// inside an intercepted CONNECT.
+func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	r, inMITM := ctx.UserData.(*route)
+	st := &reqState{route: r}
+	ctx.UserData = st
+	refuse := func(code int, kind, rule, reason string) (*http.Request, *http.Response) {
+		if code == http.StatusForbidden {
+			p.denied.Add(1)
+		}
+		st.ownResp = true
+		p.log.Warn("request refused", "kind", kind, "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "reason", reason)
+		return req, refusal(req, p.cfg.Session, code, kind, rule, reason)
+	}
+
+	if inMITM {
+		p.requests.Add(1)
+	} else {
+		p.requests.Add(1)
+		if !p.authorized(req.Header) {
+			st.ownResp = true
+			resp := refusal(req, p.cfg.Session, http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
+			resp.Header.Set("Proxy-Authenticate", `Basic realm="crewgate"`)
+			return req, resp
+		}
+		req.Header.Del("Proxy-Authorization")
+		if r = p.match(req.URL.Hostname()); r != nil {
+			// Never send a credential in clear text: talk TLS to the upstream.
+			req.URL.Scheme = "https"
+			st.route = r
+		}
+	}
+
+	if other := p.leakedPlaceholder(req, r); other != "" {
+		return refuse(http.StatusForbidden, errLeak, "placeholder", "the request carries the placeholder of upstream "+other+", which belongs to its own host only")
+	}
+
+	if r == nil {
+		host, _ := splitHostPort(req.URL.Host, "80")
+		if p.cfg.DefaultAction == "deny" {
+			return refuse(http.StatusForbidden, errEgress, "default_action", host+" is not a configured upstream and default_action is deny")
+		}
+		if _, err := p.allowedIPs(req.Context(), host); err != nil {
+			return refuse(http.StatusForbidden, errAddress, "", err.Error())
+		}
+		ctx.RoundTripper = p.roundTripper(p.direct, st)
+		return req, nil
+	}
+
+	if r.Source != nil {
+		token, err := r.Source.Token(req.Context())
+		switch {
+		case errors.Is(err, creds.ErrLoginRequired):
+			return refuse(http.StatusBadGateway, errLogin, "", "the login has expired: run 'crewgate login', then restart the crew")
+		case err != nil:
+			return refuse(http.StatusBadGateway, errToken, "", "no credential for upstream "+r.Name+": "+err.Error())
+		}
+		p.inject(req, r, token)
+	} else {
+		stripPlaceholder(req.Header, r.Placeholder)
+	}
+
+	if r.req != nil && req.Body != nil && req.Body != http.NoBody {
+		eng, err := r.req.engine()
+		if err != nil {
+			return refuse(http.StatusBadGateway, errRequestMask, "", err.Error())
+		}
+		body, counts := eng.Wrap(req.Body, req.Header.Get("Content-Type"), req.Header.Get("Content-Encoding"))
+		req.Body = &countingBody{ReadCloser: body, counts: counts, total: &p.masked}
+		req.ContentLength = -1
+		req.Header.Del("Content-Length")
+		if counts.Decoded() {
+			req.Header.Del("Content-Encoding")
+		}
+	}
+	ctx.RoundTripper = p.roundTripper(r.transport, st)
+	return req, nil
+}
+
+// inject removes what the crew sent as credentials and sets the real one.
+func (p *Proxy) inject(req *http.Request, r *route, token string) {
+	p.lits.add(token)
+	req.Header.Del(r.Header)
+	stripPlaceholder(req.Header, r.Placeholder)
+	var b strings.Builder
+	if err := r.format.Execute(&b, struct{ Token string }{token}); err != nil {
+		b.Reset()
+		b.WriteString(token)
+	}
+	req.Header.Set(r.Header, b.String())
+}
+
+// stripPlaceholder removes every header that carries the placeholder.
+func stripPlaceholder(h http.Header, placeholder string) {
+	if placeholder == "" {
+		return
+	}
+	for name, vals := range h {
+		for _, v := range vals {
+			if strings.Contains(v, placeholder) {
+				h.Del(name)
+				break
+			}
+		}
+	}
+}
+
+// leakedPlaceholder returns the name of an upstream whose placeholder the
+// request carries although it goes elsewhere: in its URL, headers or the
+// first maxLeakScan bytes of its body.
+func (p *Proxy) leakedPlaceholder(req *http.Request, to *route) string {
+	var others []*route
+	for _, r := range p.routes {
+		if r != to && r.Placeholder != "" {
+			others = append(others, r)
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	var head bytes.Buffer
+	head.WriteString(req.URL.String())
+	for name, vals := range req.Header {
+		head.WriteString("\n" + name + ": " + strings.Join(vals, ", "))
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		buf, _ := io.ReadAll(io.LimitReader(req.Body, maxLeakScan))
+		head.WriteString("\n")
+		head.Write(buf)
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+	}
+	for _, r := range others {
+		if bytes.Contains(head.Bytes(), []byte(r.Placeholder)) {
+			return r.Name
+		}
+	}
+	return ""
+}
+
+// roundTripper sends the request with t and turns a failure into crewgate's
+// own 502, so the crew always gets an answer it can read.
+func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTripper {
+	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		resp, err := t.RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		st.ownResp = true
+		reason := "could not reach " + req.URL.Host + ": " + err.Error()
+		if errors.Is(err, errDeniedAddress) {
+			p.denied.Add(1)
+			return refusal(req, p.cfg.Session, http.StatusForbidden, errAddress, "", err.Error()), nil
+		}
+		p.log.Warn("upstream failed", "kind", errUpstream, "method", req.Method, "host", req.URL.Host, "error", err.Error())
+		return refusal(req, p.cfg.Session, http.StatusBadGateway, errUpstream, "", reason), nil
+	})
+}
+
+// handleResponse masks intercepted responses as they stream.
+func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	st, _ := ctx.UserData.(*reqState)
+	if resp == nil || st == nil || st.route == nil || st.ownResp {
+		return resp
+	}
+	eng, err := st.route.resp.engine()
+	if err != nil {
+		resp.Body.Close()
+		return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "masking is not available: "+err.Error())
+	}
+	counts := eng.WrapResponse(resp)
+	resp.Body = &countingBody{ReadCloser: resp.Body, counts: counts, total: &p.masked}
+	return resp
+}
+
+// refusal is crewgate's own answer: a small JSON body and X-Crewgate-Error.
+func refusal(req *http.Request, session string, code int, kind, rule, reason string) *http.Response {
+	body, _ := json.Marshal(refusalBody{Error: kind, Rule: rule, Reason: reason, Session: session})
+	body = append(body, '\n')
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Crewgate-Error", kind)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{
+		StatusCode:    code,
+		Status:        strconv.Itoa(code) + " " + http.StatusText(code),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+type refusalBody struct {
+	Error   string `json:"error"`
+	Rule    string `json:"rule,omitempty"`
+	Reason  string `json:"reason"`
+	Session string `json:"session"`
+}
+
+func writeRefusal(w http.ResponseWriter, session string, code int, kind, rule, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Crewgate-Error", kind)
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(refusalBody{Error: kind, Rule: rule, Reason: reason, Session: session})
+}
+
+func splitHostPort(hostport, defaultPort string) (string, string) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.Trim(hostport, "[]"), defaultPort
+	}
+	return host, port
+}
+
+func slogErrorLog(l *slog.Logger) *log.Logger {
+	return slog.NewLogLogger(l.Handler(), slog.LevelDebug)
+}
+
+// countingBody adds a body's masking count to the session's total once.
+type countingBody struct {
+	io.ReadCloser
+	counts interface{ Total() int }
+	total  interface{ Add(int64) int64 }
+	done   bool
+}
+
+func (b *countingBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.done {
+		b.done = true
+		b.total.Add(int64(b.counts.Total()))
+	}
+	return err
+}

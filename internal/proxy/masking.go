@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/crewgate/crewgate/internal/mask"
+)
+
+// literals are the credential values crewgate has injected in this session.
+// Every masker masks all of them, whatever its detectors, so an upstream that
+// echoes a credential back never hands it to the crew.
+type literals struct {
+	mu      sync.Mutex
+	vals    []mask.Literal
+	version int64
+}
+
+func newLiterals() *literals { return &literals{} }
+
+// add records value; it reports whether it was new.
+func (l *literals) add(value string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if slices.ContainsFunc(l.vals, func(x mask.Literal) bool { return x.Value == value }) {
+		return
+	}
+	l.vals = append(l.vals, mask.Literal{Name: "credential", Value: value})
+	l.version++
+}
+
+func (l *literals) snapshot() ([]mask.Literal, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.vals), l.version
+}
+
+// maskers builds a mask.Engine for one configuration and rebuilds it when a
+// new credential value has been injected.
+type maskers struct {
+	cfg  mask.Config
+	lits *literals
+
+	mu  sync.Mutex
+	eng *mask.Engine
+	ver int64
+}
+
+func newMaskers(cfg mask.Config, lits *literals) (*maskers, error) {
+	m := &maskers{cfg: cfg, lits: lits, ver: -1}
+	_, err := m.engine()
+	return m, err
+}
+
+func (m *maskers) engine() (*mask.Engine, error) {
+	vals, ver := m.lits.snapshot()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.eng != nil && m.ver == ver {
+		return m.eng, nil
+	}
+	cfg := m.cfg
+	cfg.Literals = append(slices.Clone(cfg.Literals), vals...)
+	eng, err := mask.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.eng, m.ver = eng, ver
+	return eng, nil
+}
