@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -34,6 +35,12 @@ func versionString() string {
 	}
 	if v == "" {
 		v = "dev"
+	}
+	if c == "none" {
+		c = ""
+	}
+	if strings.HasPrefix(d, "0001-") {
+		d = ""
 	}
 	if len(c) > 12 {
 		c = c[:12]
