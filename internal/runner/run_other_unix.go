@@ -1,0 +1,11 @@
+//go:build unix && !linux
+
+package runner
+
+import "syscall"
+
+// sysProcAttr keeps the child in crewgate's process group. Without Pdeathsig
+// a child outlives a crewgate that is killed outright.
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func lockThread() (unlock func()) { return func() {} }
