@@ -68,6 +68,10 @@ func usageErrorf(format string, args ...any) error {
 // report prints err once, as "crewgate: <what failed>: <cause>" plus a line
 // saying what to do, and returns the exit code.
 func report(w io.Writer, err error) int {
+	var silent silentExit
+	if errors.As(err, &silent) {
+		return int(silent)
+	}
 	code, hint := exitFailure, ""
 	var ee *exitError
 	var ce *config.Error

@@ -37,6 +37,7 @@ CREWGATE_<KEY>, with dots and dashes as underscores (CREWGATE_APPROVAL_TIMEOUT).
 		newLoginCmd(f),
 		newLogoutCmd(f),
 		newStatusCmd(f),
+		newRunCmd(f),
 		newSecretCmd(f),
 		newVersionCmd(f),
 		newManCmd(f),

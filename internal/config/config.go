@@ -26,6 +26,9 @@ type Config struct {
 	GroupsClaim   string   `yaml:"groups_claim"`
 	AudienceParam string   `yaml:"audience_param"`
 	DefaultAction string   `yaml:"default_action"`
+	// KeepEnv names keyring-access variables (DBUS_SESSION_BUS_ADDRESS,
+	// SSH_AUTH_SOCK, ...) that `run` leaves in the child's environment.
+	KeepEnv []string `yaml:"keep_env"`
 
 	Upstreams []Upstream `yaml:"upstreams"`
 	Rules     []Rule     `yaml:"rules"`

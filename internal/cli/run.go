@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crewgate/crewgate/internal/ca"
+	"github.com/crewgate/crewgate/internal/config"
+	"github.com/crewgate/crewgate/internal/creds"
+	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/mask"
+	"github.com/crewgate/crewgate/internal/proxy"
+	"github.com/crewgate/crewgate/internal/runner"
+)
+
+type runOptions struct {
+	f    *factory
+	args []string
+}
+
+func newRunCmd(f *factory) *cobra.Command {
+	opts := &runOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "run -- COMMAND [ARG...]",
+		Short: "Run a crew behind crewgate's proxy: it never holds a real credential",
+		Long: `Run COMMAND behind a localhost proxy that only it can use.
+
+The child gets HTTP(S)_PROXY pointing at crewgate, a CA bundle that trusts the
+session's own CA for the configured upstreams, and placeholders instead of
+credentials in each upstream's env variables. crewgate swaps the placeholders
+for the real credential on the wire (a keyring secret, or a short-lived OIDC
+access token narrowed to the upstream's scopes), masks secrets in responses as
+they stream, and refuses what it must: hosts no upstream claims when
+default_action is deny, link-local and cloud metadata addresses, placeholders
+sent to the wrong host.
+
+crewgate exits with the child's exit code (128+N when it died of signal N).`,
+		Example: `  crewgate run -- python3 crew.py
+  crewgate run -- curl https://api.openai.com/v1/models`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config(nil)
+			if err != nil {
+				return err
+			}
+			opts.args = args
+			return runRun(cmd.Context(), opts, cfg)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
+	f := opts.f
+	if s := os.Getenv("CREWGATE_SESSION"); s != "" {
+		return &exitError{code: exitFailure, what: "run", err: fmt.Errorf("already inside crewgate session %s", s),
+			hint: "run the command directly: it already goes through crewgate's proxy"}
+	}
+	session := newSessionID(f.now())
+
+	ups, err := buildUpstreams(ctx, f, cfg)
+	if err != nil {
+		return err
+	}
+
+	var hosts []string
+	for _, u := range cfg.Upstreams {
+		hosts = append(hosts, u.Hosts...)
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"crewgate.invalid"} // nothing to intercept: a CA that can sign nothing useful
+	}
+	sessionCA, err := ca.New(hosts, 24*time.Hour)
+	if err != nil {
+		return &exitError{code: exitFailure, what: "run: creating the session CA", err: err}
+	}
+	bundle, err := ca.WriteBundle(sessionCA, []string{os.Getenv("SSL_CERT_FILE"), os.Getenv("REQUESTS_CA_BUNDLE")})
+	if err != nil {
+		return &exitError{code: exitFailure, what: "run: writing the CA bundle", err: err,
+			hint: "check SSL_CERT_FILE and REQUESTS_CA_BUNDLE in your environment"}
+	}
+	defer bundle.Remove()
+
+	credential := randomString(32)
+	p, err := proxy.New(proxy.Config{
+		Upstreams:     ups.upstreams,
+		DefaultAction: cfg.DefaultAction,
+		CA:            sessionCA,
+		Credential:    credential,
+		Session:       session,
+		UpstreamProxy: ownUpstreamProxy(),
+		Logger:        slog.Default(),
+	})
+	if err != nil {
+		return &exitError{code: exitConfig, what: "run", err: err}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return &exitError{code: exitFailure, what: "run: starting the proxy", err: err}
+	}
+	go p.Serve(ln)
+	defer p.Close()
+
+	proxyURL := (&url.URL{Scheme: "http", User: url.UserPassword("crewgate", credential), Host: ln.Addr().String()}).String()
+	env := runner.BuildEnv(os.Environ(), runner.EnvParams{
+		ProxyURL:     proxyURL,
+		CABundle:     bundle.File,
+		Session:      session,
+		Placeholders: ups.placeholders,
+		KeepEnv:      cfg.KeepEnv,
+	})
+	slog.Debug("session started", "session", session, "proxy", ln.Addr().String(), "upstreams", len(ups.upstreams))
+
+	// The child's signals are the runner's business: a Ctrl-C must not stop
+	// the proxy before the child has finished with it.
+	code, err := runner.Run(context.WithoutCancel(ctx), runner.Cmd{
+		Args:       opts.args,
+		Env:        env,
+		Stdin:      f.in,
+		Stdout:     f.out,
+		Stderr:     f.errOut,
+		Foreground: f.stdinTTY(),
+	})
+	st := p.Stats()
+	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked\n", session, st.Requests, st.Denied, st.Masked)
+	if err != nil {
+		return &exitError{code: code, what: "run", err: err, hint: "check the command name and that it is on PATH"}
+	}
+	if code != 0 {
+		return silentExit(code)
+	}
+	return nil
+}
+
+// silentExit ends crewgate with a code and no message: the child's own.
+type silentExit int
+
+func (s silentExit) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// runUpstreams is what the config's upstreams become for one run.
+type runUpstreams struct {
+	upstreams    []proxy.Upstream
+	placeholders map[string]string // env var -> placeholder
+}
+
+// buildUpstreams checks every credential before the child starts, so a
+// missing secret or a dead login stops the run with the command that fixes it.
+func buildUpstreams(ctx context.Context, f *factory, cfg *config.Config) (*runUpstreams, error) {
+	out := &runUpstreams{placeholders: map[string]string{}}
+	var login *creds.Session
+	for _, u := range cfg.Upstreams {
+		pu := proxy.Upstream{
+			Name:         u.Name,
+			Hosts:        u.Hosts,
+			Header:       u.Credential.Header,
+			Format:       u.Credential.Format,
+			Address:      u.Address,
+			ResponseMask: maskConfig(cfg, u.Mask.Response),
+		}
+		if len(u.Mask.Request) > 0 {
+			mc := maskConfig(cfg, u.Mask.Request)
+			pu.RequestMask = &mc
+		}
+		if u.CAFile != "" {
+			pool, err := rootsWith(u.CAFile)
+			if err != nil {
+				return nil, &exitError{code: exitConfig, what: "run: upstream " + u.Name + ": ca_file", err: err}
+			}
+			pu.RootCAs = pool
+		}
+		switch u.Credential.Source {
+		case "secret":
+			store, err := f.tokenStore(cfg, "keyring")
+			if err != nil {
+				return nil, err
+			}
+			src, err := creds.Secret(store, cfg.SecretAccount(u.Credential.Secret), u.Credential.Secret)
+			if err != nil {
+				return nil, &exitError{code: exitFailure, what: "run: upstream " + u.Name, err: err,
+					hint: "store it with 'crewgate secret set " + u.Credential.Secret + "'"}
+			}
+			pu.Source = src
+		case "oidc":
+			if login == nil {
+				s, err := openLogin(ctx, f, cfg)
+				if err != nil {
+					return nil, err
+				}
+				login = s
+			}
+			pu.Source = login.OIDC(u.Credential.Scopes, u.Credential.Audience, u.Credential.Exchange)
+		}
+		if len(u.Env) > 0 {
+			pu.Placeholder = "crewgate-" + u.Name + "-placeholder-" + randomHex(8)
+			for _, name := range u.Env {
+				out.placeholders[name] = pu.Placeholder
+			}
+		}
+		out.upstreams = append(out.upstreams, pu)
+	}
+	return out, nil
+}
+
+// openLogin opens the login that oidc upstreams share and checks it works.
+func openLogin(ctx context.Context, f *factory, cfg *config.Config) (*creds.Session, error) {
+	id, err := identity.LoadCache(cfg.IdentityFile())
+	if err != nil {
+		return nil, &exitError{code: exitNotLoggedIn, what: "run", err: err, hint: "an upstream uses source: oidc; run 'crewgate login' first"}
+	}
+	issuer := cfg.Issuer
+	if issuer == "" {
+		issuer = id.Issuer
+	}
+	if strings.TrimSuffix(issuer, "/") != strings.TrimSuffix(id.Issuer, "/") {
+		return nil, &exitError{code: exitNotLoggedIn, what: "run", err: fmt.Errorf("logged in at %s, but the config names issuer %s", id.Issuer, issuer),
+			hint: "run 'crewgate login' to sign in at " + issuer}
+	}
+	store, err := f.tokenStore(cfg, id.TokenStorage)
+	if err != nil {
+		return nil, err
+	}
+	p, err := identity.Discover(ctx, identity.Config{
+		Issuer: id.Issuer, ClientID: id.ClientID, GroupsClaim: cfg.GroupsClaim,
+		AudienceParam: cfg.AudienceParam, HTTPClient: f.httpClient(),
+	})
+	if err != nil {
+		return nil, &exitError{code: exitFailure, what: "run: reaching the OIDC provider", err: err, hint: "check your network and the issuer URL; the crew was not started"}
+	}
+	s, err := creds.NewSession(p, store, cfg.RefreshTokenAccount())
+	if err == nil {
+		err = s.Check(ctx)
+	}
+	switch {
+	case errors.Is(err, creds.ErrLoginRequired):
+		return nil, &exitError{code: exitNotLoggedIn, what: "run", err: err, hint: "run 'crewgate login'"}
+	case err != nil:
+		return nil, &exitError{code: exitFailure, what: "run: getting an access token", err: err, hint: keyringOrProviderHint(err)}
+	}
+	return s, nil
+}
+
+func keyringOrProviderHint(err error) string {
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		return h.Hint()
+	}
+	return "check your network and the provider; the crew was not started"
+}
+
+// maskConfig is the masking configuration of one direction of an upstream:
+// the global settings with the upstream's own detector list when it has one.
+func maskConfig(cfg *config.Config, detectors []string) mask.Config {
+	mc := mask.Config{Detectors: cfg.Mask.Detectors, JSONFields: cfg.Mask.JSONFields, Replacement: cfg.Mask.Replacement}
+	if len(detectors) > 0 {
+		mc.Detectors = detectors
+	}
+	for _, c := range cfg.Mask.Custom {
+		mc.Custom = append(mc.Custom, mask.Custom{Name: c.Name, Pattern: c.Pattern})
+	}
+	return mc
+}
+
+// rootsWith is the system roots plus the certificates in file.
+func rootsWith(file string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// ownUpstreamProxy is the proxy crewgate itself was told to use, read once:
+// it chains outbound traffic, and never leaks into the child.
+func ownUpstreamProxy() *url.URL {
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy"} {
+		if v := os.Getenv(k); v != "" {
+			if u, err := url.Parse(v); err == nil && u.Host != "" {
+				return u
+			}
+		}
+	}
+	return nil
+}
+
+// newSessionID is short, unique and sorts by time: 48 bits of milliseconds
+// and 32 random bits in lower-case base32hex.
+func newSessionID(now time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	rand.Read(b[6:])
+	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

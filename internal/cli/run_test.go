@@ -1,0 +1,143 @@
+package cli_test
+
+import (
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/crewgate/crewgate/internal/testenv"
+)
+
+const demoSecret = "cg-test-REALsecretValueNeverInTheChild0123456789"
+
+// standIn is an OpenAI-like HTTPS service on 127.0.0.1 that records the
+// credentials it was sent.
+type standIn struct {
+	*httptest.Server
+	caFile string
+	mu     sync.Mutex
+	auths  []string
+}
+
+func newStandIn(t *testing.T) *standIn {
+	t.Helper()
+	s := &standIn{}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.auths = append(s.auths, r.Header.Get("Authorization"))
+		s.mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+demoSecret {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"bad key"}`)
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/chat/completions":
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, piece := range []string{"Your key is AKIA", "IOSF", "ODNN7EX", "AMPLE and mail bob@", "example.org."} {
+				fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\n\n", piece)
+				w.(http.Flusher).Flush()
+			}
+			io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"echo":%q,"aws":"AKIAIOSFODNN7EXAMPLE"}`, r.Header.Get("Authorization"))
+		}
+	}))
+	t.Cleanup(s.Close)
+	s.caFile = filepath.Join(t.TempDir(), "standin.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
+	if err := os.WriteFile(s.caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *standIn) sawOnly(t *testing.T, want string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.auths) == 0 {
+		t.Fatal("the stand-in API got no request")
+	}
+	for _, a := range s.auths {
+		if a != want {
+			t.Errorf("the stand-in API saw Authorization %q", a)
+		}
+	}
+}
+
+// runSandbox is a sandbox with a config naming the stand-in as api.example.com
+// and the demo secret in the keyring.
+func runSandbox(t *testing.T, api *standIn, extra string) *sandbox {
+	t.Helper()
+	testenv.RequireKeyring(t)
+	s := newSandbox(t)
+	s.writeConfig(fmt.Sprintf(`default_action: deny
+upstreams:
+  - name: openai
+    hosts: [api.example.com]
+    address: %s
+    ca_file: %s
+    credential: {source: secret, secret: openai}
+    env: [OPENAI_API_KEY]
+%s`, strings.TrimPrefix(api.URL, "https://"), api.caFile, extra))
+	if r := s.run(demoSecret, "secret", "set", "openai"); r.code != 0 {
+		t.Fatalf("secret set: %s", r.stderr)
+	}
+	return s
+}
+
+func TestRunCurlGetsInjectionAndMasking(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl missing; run scripts/test.sh")
+	}
+	api := newStandIn(t)
+	s := runSandbox(t, api, "")
+	s.env = append(s.env, "OPENAI_API_KEY="+demoSecret) // the user's real key must not reach the child
+	script := `env > "$ENV_DUMP"
+curl -sS https://api.example.com/v1/models -H "Authorization: Bearer $OPENAI_API_KEY"; echo
+curl -sS -N https://api.example.com/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY"
+curl -sS -o /dev/null -w 'denied:%{http_connect}\n' https://example.org/ || true
+exit 7`
+	envDump := filepath.Join(s.home, "child-env")
+	s.env = append(s.env, "ENV_DUMP="+envDump)
+	r := s.run("", "run", "--", "sh", "-c", script)
+	if r.code != 7 {
+		t.Fatalf("run exit %d, want the child's 7\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	api.sawOnly(t, "Bearer "+demoSecret)
+	for _, want := range []string{"denied:403", `"echo":"Bearer [MASKED:credential]"`, `"aws":"[MASKED:aws_access_key]"`, "[MASKED:email]", "[MASKED:aws_access_key]"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("child output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "AKIA") {
+		t.Errorf("an AWS key reached the child:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "crewgate: session ") || !strings.Contains(r.stderr, " denied, ") {
+		t.Errorf("no summary line:\n%s", r.stderr)
+	}
+	env, err := os.ReadFile(envDump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"HTTPS_PROXY=http://crewgate:", "https_proxy=", "SSL_CERT_FILE=", "REQUESTS_CA_BUNDLE=", "CURL_CA_BUNDLE=", "NODE_EXTRA_CA_CERTS=", "CREWGATE_SESSION=", "OPENAI_API_KEY=crewgate-openai-placeholder-"} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("child env lacks %s", want)
+		}
+	}
+	if strings.Contains(string(env), "DBUS_SESSION_BUS_ADDRESS") {
+		t.Error("the child can reach the keyring: DBUS_SESSION_BUS_ADDRESS was kept")
+	}
+	s.outputs.WriteString(string(env))
+	s.assertNowhere("the real secret", demoSecret)
+}
