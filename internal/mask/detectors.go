@@ -13,13 +13,14 @@ import (
 // matchFunc decides whether a match starts at b[i], where a registered
 // prefix of length plen (possibly 0) is known to be present. It returns the
 // match length, or more=true when the answer depends on bytes past len(b) and
-// eof is false. It may look at b[i-2:i] for left context. esc says the text is
-// raw JSON, where a byte after a backslash belongs to an escape sequence.
+// eof is false. It may look at b[i-2:i] for left context. esc says whether
+// the text is raw JSON, where a byte after an escaping backslash belongs to
+// an escape sequence (see escMode).
 //
 // A matchFunc must read b only inside a window of bounded size from i, and
 // must return the same answer for every b that agrees on the bytes it read:
 // that is what makes streamed output equal one-shot output.
-type matchFunc func(b []byte, i, plen int, eof, esc bool) (n int, more bool)
+type matchFunc func(b []byte, i, plen int, eof bool, esc escMode) (n int, more bool)
 
 type detector struct {
 	name       string
@@ -97,11 +98,11 @@ var (
 
 // prevBoundary reports whether the text before b[i] ends a word (or the text
 // starts there). In raw JSON an escape sequence such as \n counts as a boundary.
-func prevBoundary(b []byte, i int, esc bool, words *[256]bool) bool {
+func prevBoundary(b []byte, i int, esc escMode, words *[256]bool) bool {
 	if i == 0 || !words[b[i-1]] {
 		return true
 	}
-	return esc && i >= 2 && b[i-2] == '\\'
+	return esc.escaped(b, i-1)
 }
 
 func builtin(name string) *detector {
@@ -112,7 +113,7 @@ func builtin(name string) *detector {
 		d.match = token(upperDigit, 16, 16, nil)
 	case "github_token":
 		d.prefixes = []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}
-		d.match = func(b []byte, i, plen int, eof, esc bool) (int, bool) {
+		d.match = func(b []byte, i, plen int, eof bool, esc escMode) (int, bool) {
 			if plen == len("github_pat_") {
 				return token(wordSet, 22, 255, nil)(b, i, plen, eof, esc)
 			}
@@ -176,7 +177,7 @@ func mixed(b []byte) bool {
 // token matches prefix + a maximal run of body bytes of length min..max, on
 // word boundaries.
 func token(body *[256]bool, minN, maxN int, valid func([]byte) bool) matchFunc {
-	return func(b []byte, i, plen int, eof, esc bool) (int, bool) {
+	return func(b []byte, i, plen int, eof bool, esc escMode) (int, bool) {
 		if !prevBoundary(b, i, esc, wordSet) {
 			return 0, false
 		}
@@ -211,7 +212,7 @@ func run(b []byte, j int, s *[256]bool, limit int) (end int, hitEnd bool) {
 
 const maxJWT = 8192
 
-func matchJWT(b []byte, i, _ int, eof, esc bool) (int, bool) {
+func matchJWT(b []byte, i, _ int, eof bool, esc escMode) (int, bool) {
 	if !prevBoundary(b, i, esc, b64urlSet) {
 		return 0, false
 	}
@@ -258,7 +259,7 @@ var (
 	pemLabel  = set("A-Z", "0-9", " ")
 )
 
-func matchPEM(b []byte, i, plen int, eof, _ bool) (int, bool) {
+func matchPEM(b []byte, i, plen int, eof bool, _ escMode) (int, bool) {
 	j, hit := run(b, i+plen, pemLabel, 40)
 	if hit && !eof {
 		return 0, true
@@ -296,7 +297,7 @@ func matchPEM(b []byte, i, plen int, eof, _ bool) (int, bool) {
 // matchCard matches 13-19 digits, contiguous or in groups of a first 4 and
 // then 3-6 digits separated by one consistent space or dash, with a known
 // issuer prefix and a valid Luhn check digit.
-func matchCard(b []byte, i, _ int, eof, esc bool) (int, bool) {
+func matchCard(b []byte, i, _ int, eof bool, esc escMode) (int, bool) {
 	if !prevBoundary(b, i, esc, cardLeft) {
 		return 0, false
 	}
@@ -409,7 +410,7 @@ func issuer(d []byte) bool {
 }
 
 // matchSSN matches ddd-dd-dddd with the never-issued ranges excluded.
-func matchSSN(b []byte, i, _ int, eof, esc bool) (int, bool) {
+func matchSSN(b []byte, i, _ int, eof bool, esc escMode) (int, bool) {
 	if !prevBoundary(b, i, esc, ssnLeft) {
 		return 0, false
 	}
@@ -450,10 +451,10 @@ const (
 
 // emailStart returns where the local part that ends at b[end] (the '@')
 // starts, or -1 when it is empty or too long.
-func emailStart(b []byte, end int, esc bool) int {
+func emailStart(b []byte, end int, esc escMode) int {
 	j := end
 	for j > 0 && localSet[b[j-1]] {
-		if esc && j >= 2 && b[j-2] == '\\' {
+		if esc.escaped(b, j-1) {
 			break
 		}
 		j--
@@ -468,7 +469,7 @@ func emailStart(b []byte, end int, esc bool) int {
 }
 
 // matchEmail is called at the start of a local part (see Engine.nextEmail).
-func matchEmail(b []byte, i, _ int, eof, esc bool) (int, bool) {
+func matchEmail(b []byte, i, _ int, eof bool, esc escMode) (int, bool) {
 	at, hit := run(b, i, localSet, maxLocal+1)
 	if hit && !eof {
 		return 0, true
@@ -507,7 +508,7 @@ func newLiteral(name string, forms []string) *detector {
 	return &detector{
 		name:     name,
 		prefixes: forms,
-		match: func(_ []byte, _, plen int, _, _ bool) (int, bool) {
+		match: func(_ []byte, _, plen int, _ bool, _ escMode) (int, bool) {
 			return plen, false
 		},
 	}
@@ -543,7 +544,7 @@ func newCustom(name, pattern string) (*detector, error) {
 		fb, _ := firstBytes(syn)
 		d.firstBytes = fb
 	}
-	d.match = func(b []byte, i, _ int, eof, _ bool) (int, bool) {
+	d.match = func(b []byte, i, _ int, eof bool, _ escMode) (int, bool) {
 		end := i + win
 		if end > len(b) {
 			if !eof {

@@ -364,7 +364,7 @@ func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, c *Counts) ([]by
 		scratch[0] = unquote(scratch[0][:0], raw)
 		text = scratch[0]
 	}
-	out, _ := e.scan(scratch[1][:0], text, 0, true, false, c)
+	out, _ := e.scan(scratch[1][:0], text, 0, true, escNone, c)
 	scratch[1] = out
 	if bytes.Equal(out, text) {
 		return nil, false

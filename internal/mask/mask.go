@@ -238,7 +238,7 @@ func (e *Engine) MaskString(s string) string {
 }
 
 func (e *Engine) maskString(b []byte, c *Counts) []byte {
-	out, _ := e.scan(nil, b, 0, true, false, c)
+	out, _ := e.scan(nil, b, 0, true, escNone, c)
 	return out
 }
 

@@ -300,6 +300,74 @@ func TestEscapedJSONBytes(t *testing.T) {
 	}
 }
 
+// TestEscapeParity checks that only an escaping backslash (one ending an odd
+// run) makes the next byte part of an escape sequence, however the raw JSON
+// is cut into reads.
+func TestEscapeParity(t *testing.T) {
+	e := mustEngine(t, Config{})
+	for _, tt := range []struct{ in, want string }{
+		// \\ is an escaped backslash: the r after it is text and starts a key.
+		{`"\\` + stripeKey[1:] + `"`, `"\\` + stripeKey[1:] + `"`},
+		{`"\\r` + stripeKey[1:] + `"`, `"\\[MASKED:stripe_key]"`},
+		{`"\\\\\\r` + stripeKey[1:] + `"`, `"\\\\\\[MASKED:stripe_key]"`},
+		// \r is an escape: CR, then k_live_..., which is no key.
+		{`"\r` + stripeKey[1:] + `"`, `"\r` + stripeKey[1:] + `"`},
+		{`"\\\r` + stripeKey[1:] + `"`, `"\\\r` + stripeKey[1:] + `"`},
+		// After an escape sequence a token starts on a boundary.
+		{`"\n` + awsKey + `"`, `"\n[MASKED:aws_access_key]"`},
+		{`"\t` + openaiKey + `\n"`, `"\t[MASKED:openai_key]\n"`},
+		{`"\\\n` + awsKey + `"`, `"\\\n[MASKED:aws_access_key]"`},
+		// After an escaped backslash, n is a letter glued to the token.
+		{`"\\n` + awsKey + `"`, `"\\n` + awsKey + `"`},
+		{`"\\njane@example.com"`, `"\\[MASKED:email]"`},
+		{`"\njane@example.com"`, `"\n[MASKED:email]"`},
+		// Long runs: parity decides, wherever the reads cut them.
+		{`"` + strings.Repeat(`\`, 21) + `n` + awsKey + `"`, `"` + strings.Repeat(`\`, 21) + `n[MASKED:aws_access_key]"`},
+		{`"` + strings.Repeat(`\`, 20) + `n` + awsKey + `"`, `"` + strings.Repeat(`\`, 20) + `n` + awsKey + `"`},
+		{`"` + strings.Repeat(`\`, 20) + `r` + stripeKey[1:] + `"`, `"` + strings.Repeat(`\`, 20) + `[MASKED:stripe_key]"`},
+	} {
+		got, _ := streamMask(e, tt.in, nil, true)
+		if got != tt.want {
+			t.Errorf("one shot %s:\n got  %s\n want %s", tt.in, got, tt.want)
+		}
+		for c := 1; c < len(tt.in); c++ {
+			if got, _ := streamMask(e, tt.in, []int{c}, true); got != tt.want {
+				t.Fatalf("cut at %d of %s:\n got  %s\n want %s", c, tt.in, got, tt.want)
+			}
+		}
+		all := make([]int, len(tt.in)-1)
+		for i := range all {
+			all[i] = i + 1
+		}
+		if got, _ := streamMask(e, tt.in, all, true); got != tt.want {
+			t.Errorf("byte by byte %s:\n got  %s\n want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestEscapedJSONMatchesDecoded checks that masking a JSON string literal as
+// raw bytes gives the same text as masking its decoded value, for text made
+// of backslashes, quotes, line ends and secrets.
+func TestEscapedJSONMatchesDecoded(t *testing.T) {
+	e := mustEngine(t, Config{})
+	atoms := []string{`\`, `\\`, `"`, "\n", "\r", "\t", " ", "n", "r", "x", "-", ".", "@", "rk", "sk_live_",
+		awsKey, stripeKey, stripeKey[1:], openaiKey, email, "jane@example.com", jwtToken, visa, ssn}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 3000 {
+		var b strings.Builder
+		for range 1 + r.IntN(12) {
+			b.WriteString(atoms[r.IntN(len(atoms))])
+		}
+		text := b.String()
+		raw := string(appendQuoted(nil, []byte(text)))
+		got, _ := streamMask(e, raw, randomCuts(r, len(raw)), true)
+		want := e.MaskString(text)
+		if dec := string(unquote(nil, []byte(got[1:len(got)-1]))); dec != want {
+			t.Fatalf("text %q\n raw     %s\n masked  %s\n decoded %q\n want    %q", text, raw, got, dec, want)
+		}
+	}
+}
+
 // naive is the baseline: one stdlib regexp per detector over the whole buffer.
 var naivePatterns = []string{
 	`-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----`,

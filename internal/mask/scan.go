@@ -11,7 +11,7 @@ import "bytes"
 // Only positions where a detector's literal prefix or first byte occurs, and
 // the starts of local parts before an '@', are ever examined: these literal
 // prefilters keep the cost near a table lookup per byte.
-func (e *Engine) scan(out, b []byte, pos int, eof, esc bool, c *Counts) ([]byte, int) {
+func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) ([]byte, int) {
 	n := len(b)
 	tc := e.nextTrig(b, pos)
 	ec := n
@@ -25,9 +25,9 @@ func (e *Engine) scan(out, b []byte, pos int, eof, esc bool, c *Counts) ([]byte,
 		}
 		var best *detector
 		bestN, more := 0, false
-		// In raw JSON a byte after a backslash is part of an escape sequence:
-		// a replacement there would break the document.
-		if !(esc && at > 0 && b[at-1] == '\\' && isEscapeLetter(b[at])) {
+		// In raw JSON a byte after an escaping backslash is part of an escape
+		// sequence: a replacement there would break the document.
+		if esc == escNone || !isEscapeLetter(b[at]) || !esc.escaped(b, at) {
 			if tc == at {
 				for _, en := range e.first[b[at]] {
 					l := len(en.lit)
@@ -85,6 +85,33 @@ func (e *Engine) scan(out, b []byte, pos int, eof, esc bool, c *Counts) ([]byte,
 	return append(out, b[pos:]...), n
 }
 
+// escMode says how backslashes in the scanned text are read.
+type escMode uint8
+
+const (
+	escNone    escMode = iota // plain text
+	escJSON                   // raw JSON: a backslash escapes the byte after it
+	escJSONOdd                // raw JSON whose first byte is escaped by a backslash before the buffer
+)
+
+// escaped reports whether b[i] follows an escaping backslash, that is an odd
+// run of backslashes. In a stream the run may begin before b; escJSONOdd
+// carries its parity.
+func (m escMode) escaped(b []byte, i int) bool {
+	if m == escNone || i == 0 && m != escJSONOdd {
+		return false
+	}
+	j := i
+	for j > 0 && b[j-1] == '\\' {
+		j--
+	}
+	n := i - j
+	if j == 0 && m == escJSONOdd {
+		n++
+	}
+	return n%2 == 1
+}
+
 func isEscapeLetter(c byte) bool {
 	switch c {
 	case 'b', 'f', 'n', 'r', 't', 'u', '"', '\\', '/':
@@ -121,7 +148,7 @@ func (e *Engine) nextTrig(b []byte, i int) int {
 // nextEmail returns the first position at or after from where an e-mail
 // address could start: the start of a run of local-part bytes that ends in
 // '@' (or, before eof, that runs to the end of b and could still reach one).
-func (e *Engine) nextEmail(b []byte, from int, eof, esc bool) int {
+func (e *Engine) nextEmail(b []byte, from int, eof bool, esc escMode) int {
 	for a := from; a <= len(b); {
 		k := bytes.IndexByte(b[a:], '@')
 		if k < 0 {
@@ -147,7 +174,8 @@ func (e *Engine) nextEmail(b []byte, from int, eof, esc bool) int {
 // over all feeds, equals the one-shot scan of the concatenated input.
 type textScanner struct {
 	e   *Engine
-	esc bool
+	esc bool // raw JSON text
+	odd bool // buf[0] is escaped by a backslash already dropped from buf
 	c   *Counts
 	buf []byte // buf[:ctx] is emitted left context, buf[ctx:] is held text
 	ctx int
@@ -160,12 +188,22 @@ func (s *textScanner) feed(out, p []byte, eof bool) []byte {
 		return out
 	}
 	s.buf = append(s.buf, p...)
-	out, stop := s.e.scan(out, s.buf, s.ctx, eof, s.esc, s.c)
+	mode := escNone
+	if s.esc {
+		mode = escJSON
+		if s.odd {
+			mode = escJSONOdd
+		}
+	}
+	out, stop := s.e.scan(out, s.buf, s.ctx, eof, mode, s.c)
 	if eof {
-		s.buf, s.ctx = s.buf[:0], 0
+		s.buf, s.ctx, s.odd = s.buf[:0], 0, false
 		return out
 	}
 	k := max(0, stop-2)
+	if k > 0 && s.esc {
+		s.odd = mode.escaped(s.buf, k)
+	}
 	s.buf = s.buf[:copy(s.buf, s.buf[k:])]
 	s.ctx = stop - k
 	return out

@@ -92,7 +92,7 @@ func (p *sseProc) process(out, in []byte, eof bool) []byte {
 }
 
 func (e *Engine) maskBytes(out, b []byte, c *Counts) []byte {
-	out, _ = e.scan(out, b, 0, true, false, c)
+	out, _ = e.scan(out, b, 0, true, escNone, c)
 	return out
 }
 
