@@ -25,8 +25,9 @@ import (
 	"github.com/crewgate/crewgate/internal/testidp"
 )
 
-// crewgateBin is the real binary, built once for all end-to-end tests.
-var crewgateBin string
+// crewgateBin is the real binary, built once for all end-to-end tests;
+// goClientBin is a plain Go HTTP client the tests run as a crew.
+var crewgateBin, goClientBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "crewgate-e2e-")
@@ -35,11 +36,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	crewgateBin = filepath.Join(dir, "crewgate")
-	build := exec.Command("go", "build", "-o", crewgateBin, "../../cmd/crewgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building crewgate:", err)
-		os.Exit(1)
+	goClientBin = filepath.Join(dir, "goclient")
+	for bin, pkg := range map[string]string{crewgateBin: "../../cmd/crewgate", goClientBin: "./testdata/goclient"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

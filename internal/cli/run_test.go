@@ -141,3 +141,84 @@ exit 7`
 	s.outputs.WriteString(string(env))
 	s.assertNowhere("the real secret", demoSecret)
 }
+
+func requirePython(t *testing.T, module string) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import "+module).Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("python3 %s is not installed; scripts/test.sh installs it", module)
+		}
+		t.Skipf("python3 %s is not installed; run scripts/test.sh", module)
+	}
+}
+
+// TestRunRealClients runs the crews people write: python requests, httpx
+// (streaming) and Go's net/http, each only configured by the environment.
+func TestRunRealClients(t *testing.T) {
+	api := newStandIn(t)
+	clients := []struct {
+		name, module string
+		args         []string
+	}{
+		{"requests", "requests", []string{"/usr/bin/python3", "-c", `
+import os, requests
+key = os.environ["OPENAI_API_KEY"]
+r = requests.get("https://api.example.com/v1/models", headers={"Authorization": "Bearer " + key})
+print(r.status_code, r.text)
+r = requests.get("https://example.org/")
+`}},
+		{"httpx", "httpx", []string{"/usr/bin/python3", "-c", `
+import os, httpx
+key = os.environ["OPENAI_API_KEY"]
+with httpx.Client() as c:
+    print(c.get("https://api.example.com/v1/models", headers={"Authorization": "Bearer " + key}).text)
+    with c.stream("POST", "https://api.example.com/v1/chat/completions", headers={"Authorization": "Bearer " + key}) as r:
+        for line in r.iter_lines():
+            print(line)
+`}},
+		{"go", "", []string{goClientBin, "https://api.example.com/v1/models"}},
+	}
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			if c.module != "" {
+				requirePython(t, c.module)
+			}
+			s := runSandbox(t, api, "")
+			r := s.run("", append([]string{"run", "--"}, c.args...)...)
+			if !strings.Contains(r.stdout, `"echo":"Bearer [MASKED:credential]"`) || strings.Contains(r.stdout, "AKIA") {
+				t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			if c.name == "httpx" && (!strings.Contains(r.stdout, "[MASKED:aws_access_key]") || !strings.Contains(r.stdout, "[MASKED:email]")) {
+				t.Errorf("the stream was not masked:\n%s", r.stdout)
+			}
+			if c.name == "requests" && (r.code == 0 || !strings.Contains(r.stderr, "403")) {
+				t.Errorf("the denied request did not fail with 403: exit %d\n%s", r.code, r.stderr)
+			}
+			api.sawOnly(t, "Bearer "+demoSecret)
+			s.assertNowhere("the real secret", demoSecret)
+		})
+	}
+}
+
+func TestRunRefusesWithoutCredentials(t *testing.T) {
+	api := newStandIn(t)
+	testenv.RequireKeyring(t)
+	marker := filepath.Join(t.TempDir(), "child-ran")
+
+	s := newSandbox(t)
+	s.writeConfig(fmt.Sprintf("upstreams:\n  - {name: openai, hosts: [api.example.com], address: %s, credential: {source: secret, secret: openai}}\n", strings.TrimPrefix(api.URL, "https://")))
+	r := s.run("", "run", "--", "touch", marker)
+	if r.code != 1 || !strings.Contains(r.stderr, "crewgate secret set openai") {
+		t.Errorf("missing secret: exit %d\n%s", r.code, r.stderr)
+	}
+
+	s = newSandbox(t)
+	s.writeConfig("issuer: http://127.0.0.1:1/\nupstreams:\n  - {name: crew, hosts: [crew.example.com], credential: {source: oidc, scopes: [crew:read]}}\n")
+	r = s.run("", "run", "--", "touch", marker)
+	if r.code != 3 || !strings.Contains(r.stderr, "run 'crewgate login'") {
+		t.Errorf("no login: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the child ran although crewgate refused")
+	}
+}
