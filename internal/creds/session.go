@@ -98,15 +98,31 @@ func (s *Session) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
 // login is dead (the error then matches ErrLoginRequired: exit 3) and report
 // a provider that is down or refuses the client with what failed and what
 // to do (a Hint method). Its access token serves later exchanges.
+//
+// When ctx ends first Check returns ctx.Err(), but the refresh runs on
+// (bounded by a minute) so that a rotated refresh token still gets stored.
 func (s *Session) Check(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.refreshLocked(ctx, nil, nil)
-	if err != nil {
-		return fmt.Errorf("checking the login: %w", err)
+	done := make(chan error, 1)
+	go func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t, err := s.refreshLocked(fctx, nil, nil)
+		if err == nil {
+			s.base = s.cache(t)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("checking the login: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	s.base = s.cache(t)
-	return nil
 }
 
 // deadErr is the reason the login is gone, or nil.
