@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/crewgate/crewgate/internal/testenv"
 )
@@ -220,5 +222,74 @@ func TestRunRefusesWithoutCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the child ran although crewgate refused")
+	}
+}
+
+// TestRunSignalsAndCleanup sends crewgate SIGINT and SIGTERM while the child
+// runs: the child gets the signal once, crewgate exits with its code, and
+// the trust bundle is gone.
+func TestRunSignalsAndCleanup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+		want int
+	}{
+		{"normal exit", 0, 0},
+		{"SIGINT", syscall.SIGINT, 130},
+		{"SIGTERM", syscall.SIGTERM, 143},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSandbox(t)
+			dir := t.TempDir()
+			ready, got := filepath.Join(dir, "ready"), filepath.Join(dir, "got")
+			// The child records the bundle path and every signal it receives.
+			script := `echo "$SSL_CERT_FILE" > ` + ready + `
+trap 'echo INT >> ` + got + `; exit 130' INT
+trap 'echo TERM >> ` + got + `; exit 143' TERM
+i=0; while [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); [ -n "$STOP_EARLY" ] && exit 0; done`
+			env := s.env
+			if tc.sig == 0 {
+				env = append(env, "STOP_EARLY=1")
+			}
+			cmd := exec.Command(crewgateBin, "run", "--", "sh", "-c", script)
+			cmd.Env = env
+			var errOut strings.Builder
+			cmd.Stderr = &errOut
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var bundle string
+			for i := 0; i < 200 && bundle == ""; i++ {
+				b, _ := os.ReadFile(ready)
+				bundle = strings.TrimSpace(string(b))
+				time.Sleep(10 * time.Millisecond)
+			}
+			if bundle == "" {
+				t.Fatalf("the child never started\n%s", errOut.String())
+			}
+			if _, err := os.Stat(bundle); err != nil {
+				t.Fatalf("the bundle is missing while the child runs: %v", err)
+			}
+			if tc.sig != 0 {
+				cmd.Process.Signal(tc.sig)
+			}
+			err := cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != tc.want {
+				t.Errorf("exit %d, want %d\n%s", code, tc.want, errOut.String())
+			}
+			if tc.sig != 0 {
+				b, _ := os.ReadFile(got)
+				if want := map[syscall.Signal]string{syscall.SIGINT: "INT\n", syscall.SIGTERM: "TERM\n"}[tc.sig]; string(b) != want {
+					t.Errorf("the child got %q, want %q once", b, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Dir(bundle)); !os.IsNotExist(err) {
+				t.Errorf("the bundle directory %s survived: %v", filepath.Dir(bundle), err)
+			}
+		})
 	}
 }
