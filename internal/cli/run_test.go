@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crewgate/crewgate/internal/testenv"
+	"github.com/crewgate/crewgate/internal/testidp"
 )
 
 const demoSecret = "cg-test-REALsecretValueNeverInTheChild0123456789"
@@ -292,4 +293,69 @@ i=0; while [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); [ -n "$STOP_EARLY" ] && ex
 			}
 		})
 	}
+}
+
+// TestRunWithOIDCUpstream logs in at the embedded IdP, then runs a crew
+// against an upstream that takes an access token from that login.
+func TestRunWithOIDCUpstream(t *testing.T) {
+	testenv.RequireKeyring(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl missing; run scripts/test.sh")
+	}
+	idp := testidp.Start(t, testidp.WithInterval(time.Second))
+	var mu sync.Mutex
+	var seen []string
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		fmt.Fprintf(w, "you sent %s\n", r.Header.Get("Authorization"))
+	}))
+	defer api.Close()
+	caFile := filepath.Join(t.TempDir(), "api.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o600)
+
+	s := newSandbox(t)
+	s.writeConfig(fmt.Sprintf(`issuer: %s
+scopes: [openid, profile, email, offline_access]
+upstreams:
+  - name: crew
+    hosts: [crew.example.com]
+    address: %s
+    ca_file: %s
+    credential: {source: oidc, scopes: [crew:read]}
+    env: [CREW_TOKEN]
+`, idp.Issuer, strings.TrimPrefix(api.URL, "https://"), caFile))
+	if r := s.login(approveAs(idp, "alice")); r.code != 0 {
+		t.Fatalf("login: %s", r.stderr)
+	}
+	before, err := keyringValue(t, s.profile+"/refresh_token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.run("", "run", "--", "sh", "-c", `curl -sS https://crew.example.com/ -H "Authorization: Bearer $CREW_TOKEN"; env`)
+	if r.code != 0 {
+		t.Fatalf("run exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "Bearer ") || strings.Contains(seen[0], "placeholder") || len(seen[0]) < 20 {
+		t.Fatalf("the upstream saw %q", seen)
+	}
+	if !strings.Contains(r.stdout, "you sent Bearer [MASKED:credential]") {
+		t.Errorf("the token echoed back was not masked:\n%s", r.stdout)
+	}
+	after, err := keyringValue(t, s.profile+"/refresh_token")
+	if err != nil || after == "" {
+		t.Fatalf("the refresh token is gone from the keyring: %v", err)
+	}
+	if after == before {
+		t.Log("the provider did not rotate the refresh token")
+	}
+	// The rotated token (written back) still works for the next run.
+	if r := s.run("", "run", "--", "true"); r.code != 0 {
+		t.Errorf("second run: exit %d\n%s", r.code, r.stderr)
+	}
+	s.assertNowhere("the access token", strings.TrimPrefix(seen[0], "Bearer "))
+	s.assertNowhere("the refresh token", after)
 }
