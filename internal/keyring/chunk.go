@@ -73,8 +73,10 @@ func otherSlot(slot byte) byte {
 }
 
 // getValue reads account, following a header to its chunks. A concurrent
-// writer may switch slots and delete the chunks being read; the read is then
-// retried while the header keeps changing.
+// writer may switch slots and delete the chunks being read (which shows as a
+// missing chunk, or as a D-Bus error when an item vanishes between go-keyring's
+// search and its read); the read is then retried while the header keeps
+// changing.
 func (o *op) getValue(account string) (string, error) {
 	prev := ""
 	for attempt := 0; ; attempt++ {
@@ -90,7 +92,7 @@ func (o *op) getValue(account string) (string, error) {
 			return "", err
 		}
 		v, err := o.readChunks(account, h)
-		if err == nil || !errors.Is(err, errCorrupt) || item == prev || attempt == 3 {
+		if err == nil || errors.Is(err, errDeadline) || item == prev || attempt == 3 {
 			return v, err
 		}
 		prev = item

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/rogpeppe/go-internal/lockedfile"
 )
@@ -23,8 +25,40 @@ func NewFile(path string) Store {
 
 // fileData is the file's format.
 type fileData struct {
-	Version int               `json:"version"`
-	Secrets map[string]string `json:"secrets"`
+	Version int                    `json:"version"`
+	Secrets map[string]secretValue `json:"secrets"`
+}
+
+// secretValue is a JSON string when it is valid UTF-8, else
+// {"base64": "..."}: JSON strings cannot carry arbitrary bytes, and the
+// keyring store keeps them.
+type secretValue string
+
+func (v secretValue) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(v)) {
+		return json.Marshal(string(v))
+	}
+	return json.Marshal(map[string]string{"base64": base64.StdEncoding.EncodeToString([]byte(v))})
+}
+
+func (v *secretValue) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*v = secretValue(s)
+		return nil
+	}
+	var enc struct {
+		Base64 *string `json:"base64"`
+	}
+	if err := json.Unmarshal(b, &enc); err != nil || enc.Base64 == nil {
+		return errors.New("bad value")
+	}
+	raw, err := base64.StdEncoding.DecodeString(*enc.Base64)
+	if err != nil {
+		return errors.New("bad base64 value")
+	}
+	*v = secretValue(raw)
+	return nil
 }
 
 type fileStore struct {
@@ -44,12 +78,12 @@ func (f *fileStore) Get(account string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("secrets file get %q: %w", account, ErrNotFound)
 	}
-	return v, nil
+	return string(v), nil
 }
 
 func (f *fileStore) Set(account, value string) error {
 	return f.update("set", account, func(d *fileData) bool {
-		d.Secrets[account] = value
+		d.Secrets[account] = secretValue(value)
 		return true
 	})
 }
@@ -91,7 +125,7 @@ func (f *fileStore) update(name, account string, change func(*fileData) bool) er
 }
 
 func (f *fileStore) read() (*fileData, error) {
-	d := &fileData{Version: 1, Secrets: map[string]string{}}
+	d := &fileData{Version: 1, Secrets: map[string]secretValue{}}
 	b, err := os.ReadFile(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return d, nil
@@ -104,7 +138,7 @@ func (f *fileStore) read() (*fileData, error) {
 		return nil, errors.New("not a crewgate secrets file (version 1 JSON)")
 	}
 	if d.Secrets == nil {
-		d.Secrets = map[string]string{}
+		d.Secrets = map[string]secretValue{}
 	}
 	return d, nil
 }
