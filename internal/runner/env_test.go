@@ -152,15 +152,15 @@ func TestBuildEnv(t *testing.T) {
 			want:   map[string]string{"SSH_AUTH_SOCK": "/tmp/ssh-agent.sock", "KRB5CCNAME": "FILE:/tmp/krb5cc_1000", "DBUS_SESSION_BUS_ADDRESS": ""},
 		},
 		{
-			name: "crewgate's own configuration is removed, the session set",
-			base: []string{"CREWGATE_PROFILE=work", "CREWGATE_LOG_LEVEL=debug", "CREWGATE_SESSION=outer", "crewgate_config=/x.yaml", "CREWGATEWAY=kept"},
-			want: map[string]string{"CREWGATE_PROFILE": "", "CREWGATE_LOG_LEVEL": "", "crewgate_config": "", "CREWGATEWAY": "kept"},
+			name:  "crewgate's own configuration is removed, the session set",
+			base:  []string{"CREWGATE_PROFILE=work", "CREWGATE_LOG_LEVEL=debug", "CREWGATE_SESSION=outer", "crewgate_config=/x.yaml", "CREWGATEWAY=kept"},
+			want:  map[string]string{"CREWGATE_PROFILE": "", "CREWGATE_LOG_LEVEL": "", "crewgate_config": "", "CREWGATEWAY": "kept"},
 			never: []string{"outer", "work", "/x.yaml"},
 		},
 		{
-			name: "one entry per name, the first wins; malformed entries dropped",
-			base: []string{"PATH=/first", "HOME=/home/u", "PATH=/second", "garbage", "Path=/other-name", "TERM=xterm", "EMPTY="},
-			want: map[string]string{"PATH": "/first", "HOME": "/home/u", "Path": "/other-name", "TERM": "xterm", "EMPTY": ""},
+			name:  "one entry per name, the first wins; malformed entries dropped",
+			base:  []string{"PATH=/first", "HOME=/home/u", "PATH=/second", "garbage", "Path=/other-name", "TERM=xterm", "EMPTY="},
+			want:  map[string]string{"PATH": "/first", "HOME": "/home/u", "Path": "/other-name", "TERM": "xterm", "EMPTY": ""},
 			never: []string{"/second", "garbage"},
 		},
 	}

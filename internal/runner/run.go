@@ -84,7 +84,8 @@ type Cmd struct {
 //
 // Run returns the exit code crewgate should exit with: the child's own, or
 // 128+N when the child died of signal N. err is non-nil only when the child
-// could not be started: a *StartError with code 127 when the command was not
+// could not be started: ctx's error when it was done before the start, or a
+// *StartError with code 127 when the command was not
 // found (wrapping ErrNotFound) and 126 when it could not be executed (wrapping
 // ErrNotExecutable, or the start failure).
 func Run(ctx context.Context, c Cmd) (code int, err error) {
@@ -98,6 +99,9 @@ func Run(ctx context.Context, c Cmd) (code int, err error) {
 	path, serr := lookPath(c.Args[0], env, c.Dir)
 	if serr != nil {
 		return serr.Code, serr
+	}
+	if err := ctx.Err(); err != nil {
+		return 1, fmt.Errorf("start %s: %w", c.Args[0], err)
 	}
 	grace := c.Grace
 	if grace <= 0 {

@@ -128,7 +128,7 @@ func exists(p string) bool {
 type driver struct {
 	cmd    *exec.Cmd
 	dir    string
-	stderr bytes.Buffer
+	stderr *os.File
 	done   chan struct{}
 }
 
@@ -148,7 +148,13 @@ func startDriver(t *testing.T, child string, foreground bool) *driver {
 	}
 	d.cmd = exec.Command(self)
 	d.cmd.Env = append(os.Environ(), helperVar+"=driver", dirVar+"="+d.dir, childVar+"="+child, foregroundVar+"="+fg)
-	d.cmd.Stderr = &d.stderr
+	// A file, not a pipe: a child that outlives the driver would hold a pipe
+	// open and keep Wait from returning.
+	if d.stderr, err = os.Create(filepath.Join(d.dir, "driver.stderr")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.stderr.Close() })
+	d.cmd.Stderr = d.stderr
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -174,6 +180,11 @@ func (d *driver) got(t *testing.T) string {
 	return string(b)
 }
 
+func (d *driver) stderrText() string {
+	b, _ := os.ReadFile(d.stderr.Name())
+	return string(b)
+}
+
 func (d *driver) exited() bool {
 	select {
 	case <-d.done:
@@ -194,8 +205,8 @@ func (d *driver) stop(t *testing.T) int {
 	case <-time.After(5 * time.Second):
 		t.Fatal("driver did not exit after its child was told to stop")
 	}
-	if d.stderr.Len() > 0 {
-		t.Logf("driver stderr: %s", d.stderr.String())
+	if s := d.stderrText(); s != "" {
+		t.Logf("driver stderr: %s", s)
 	}
 	return d.cmd.ProcessState.ExitCode()
 }
@@ -241,7 +252,7 @@ func TestSignals(t *testing.T) {
 				t.Errorf("child received %q, want %q", got, tt.want)
 			}
 			if d.exited() {
-				t.Fatalf("driver exited before its child: %v; stderr: %s", d.cmd.ProcessState, d.stderr.String())
+				t.Fatalf("driver exited before its child: %v; stderr: %s", d.cmd.ProcessState, d.stderrText())
 			}
 			if code := d.stop(t); code != childExit {
 				t.Errorf("driver exited %d, want the child's %d", code, childExit)
