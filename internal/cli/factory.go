@@ -72,7 +72,14 @@ func (f *factory) config(cmdFlags map[string]*pflag.Flag) (*config.Config, error
 		return nil, err
 	}
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
-	slog.SetDefault(slog.New(slog.NewTextHandler(f.errOut, &slog.HandlerOptions{Level: level})))
+	// Log lines go to the terminal the user watches: no timestamps.
+	dropTime := func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey && len(groups) == 0 {
+			return slog.Attr{}
+		}
+		return a
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(f.errOut, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime})))
 	return cfg, nil
 }
 

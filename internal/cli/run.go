@@ -248,7 +248,7 @@ func openLogin(ctx context.Context, f *factory, cfg *config.Config) (*creds.Sess
 	}
 	switch {
 	case errors.Is(err, creds.ErrLoginRequired):
-		return nil, &exitError{code: exitNotLoggedIn, what: "run", err: err, hint: "run 'crewgate login'"}
+		return nil, &exitError{code: exitNotLoggedIn, what: "run", err: errors.New("the login has expired or was revoked"), hint: "run 'crewgate login'"}
 	case err != nil:
 		return nil, &exitError{code: exitFailure, what: "run: getting an access token", err: err, hint: keyringOrProviderHint(err)}
 	}

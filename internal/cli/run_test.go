@@ -359,3 +359,39 @@ upstreams:
 	s.assertNowhere("the access token", strings.TrimPrefix(seen[0], "Bearer "))
 	s.assertNowhere("the refresh token", after)
 }
+
+// TestDemo runs 'crewgate demo', README's first command, and checks that it
+// shows what it promises.
+func TestDemo(t *testing.T) {
+	testenv.RequireKeyring(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 missing")
+	}
+	s := newSandbox(t)
+	r := s.run("", "demo")
+	if r.code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"my OPENAI_API_KEY is 'crewgate-openai-placeholder-",
+		"GET /v1/models -> 200",
+		"the model answered: Deploy notes: the CI user has AWS key [MASKED:aws_access_key], page [MASKED:email]",
+		"streaming the same answer: Deploy notes: the CI user has AWS key [MASKED:aws_access_key]",
+		"the key you sent me is [MASKED:credential].",
+		"https://example.com/ was refused: Tunnel connection failed: 403",
+		"http://169.254.169.254/latest/meta-data/ was refused: 403",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "received the real key on 3 requests and anything else on 0") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, "sk-demo-") {
+		t.Error("the demo key was printed")
+	}
+	if _, err := keyringValue(t, "crewgate-demo/secret/openai"); err == nil {
+		t.Error("the demo left its key in the keyring")
+	}
+}

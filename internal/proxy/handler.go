@@ -61,9 +61,10 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 }
 
 // handleConnect authenticates a CONNECT and routes its host.
+// An intercepted CONNECT is not counted: the requests inside it are.
 func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	p.requests.Add(1)
 	if !p.authorized(ctx.Req.Header) {
+		p.requests.Add(1)
 		p.log.Warn("request refused", "kind", errProxyAuth, "method", "CONNECT", "host", hostport)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectProxyAuthHijack, Hijack: hijack407}, hostport
 	}
@@ -74,6 +75,7 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 			return p.cfg.CA.TLSConfig(host)
 		}}, hostport
 	}
+	p.requests.Add(1)
 	if p.cfg.DefaultAction == "deny" {
 		return p.rejectConnect(ctx, errEgress, "default_action", host+" is not a configured upstream and default_action is deny"), hostport
 	}
@@ -114,10 +116,8 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		return req, refusal(req, p.cfg.Session, code, kind, rule, reason)
 	}
 
-	if inMITM {
-		p.requests.Add(1)
-	} else {
-		p.requests.Add(1)
+	p.requests.Add(1)
+	if !inMITM {
 		if !p.authorized(req.Header) {
 			st.ownResp = true
 			resp := refusal(req, p.cfg.Session, http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
