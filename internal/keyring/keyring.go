@@ -96,8 +96,8 @@ func (e *Error) Unwrap() error { return e.Err }
 // Hint says, in one line, what the user can do about the error.
 func (e *Error) Hint() string { return e.hint }
 
-// New returns the OS keyring store. The keyring itself is not contacted until
-// the first call, so New is cheap. It fails only when CREWGATE_KEYRING_TIMEOUT
+// New returns the OS keyring store, safe for concurrent use. The keyring
+// itself is not contacted until the first call, so New is cheap. It fails only when CREWGATE_KEYRING_TIMEOUT
 // is set to something that is not a positive duration.
 func New(opts Options) (Store, error) {
 	s := &keyringStore{
