@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -59,6 +60,14 @@ type Cmd struct {
 	// already reach the child's process group: forwarding them would double
 	// them. IsForeground tells.
 	Foreground bool
+	// TTY, when set, is a terminal, typically the replica side of a
+	// pseudo-terminal crewgate relays, that becomes the controlling terminal
+	// of the child in a session of its own, and its Stdin, Stdout and Stderr
+	// where those are nil. The terminal then turns the keys crewgate relays
+	// (Ctrl-C, Ctrl-\) into the child's signals and crewgate's own terminal
+	// reaches only crewgate, so Foreground should be false. Run does not close
+	// it. Unix only.
+	TTY *os.File
 	// Grace is how long the child may take to exit after the SIGTERM that
 	// context cancellation sends, before it is killed. Zero means DefaultGrace.
 	Grace time.Duration
@@ -84,10 +93,11 @@ type Cmd struct {
 //
 // Run returns the exit code crewgate should exit with: the child's own, or
 // 128+N when the child died of signal N. err is non-nil only when the child
-// could not be started: ctx's error when it was done before the start, or a
-// *StartError with code 127 when the command was not
-// found (wrapping ErrNotFound) and 126 when it could not be executed (wrapping
-// ErrNotExecutable, or the start failure).
+// could not be started, or in the unlikely case that waiting for it failed
+// (code 1). A start failure is ctx's error when ctx was done already, or a
+// *StartError: code 127 when the command was not found (wrapping
+// ErrNotFound), 126 when it could not be executed (wrapping ErrNotExecutable
+// or the start failure).
 func Run(ctx context.Context, c Cmd) (code int, err error) {
 	if len(c.Args) == 0 || c.Args[0] == "" {
 		return CodeNotFound, &StartError{Name: `""`, Code: CodeNotFound, Err: fmt.Errorf("%w: no command given", ErrNotFound)}
@@ -107,18 +117,34 @@ func Run(ctx context.Context, c Cmd) (code int, err error) {
 	if grace <= 0 {
 		grace = DefaultGrace
 	}
+	var stdin io.Reader = os.Stdin
+	var stdout, stderr io.Writer = os.Stdout, os.Stderr
+	if c.TTY != nil {
+		stdin, stdout, stderr = c.TTY, c.TTY, c.TTY
+	}
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   c.Args,
 		Env:    env,
 		Dir:    c.Dir,
-		Stdin:  orDefault(c.Stdin, io.Reader(os.Stdin)),
-		Stdout: orDefault(c.Stdout, io.Writer(os.Stdout)),
-		Stderr: orDefault(c.Stderr, io.Writer(os.Stderr)),
+		Stdin:  orDefault(c.Stdin, stdin),
+		Stdout: orDefault(c.Stdout, stdout),
+		Stderr: orDefault(c.Stderr, stderr),
 		// Only for non-file streams: a background grandchild holding the
 		// output pipe open must not keep crewgate waiting forever.
 		WaitDelay:   grace,
 		SysProcAttr: sysProcAttr(),
+	}
+	if c.TTY != nil {
+		fd := slices.IndexFunc([]any{cmd.Stdin, cmd.Stdout, cmd.Stderr}, func(s any) bool { return s == any(c.TTY) })
+		if fd < 0 {
+			return CodeNotExecutable, &StartError{Name: c.Args[0], Code: CodeNotExecutable, Err: errors.New("the TTY must be one of the child's standard streams")}
+		}
+		attr, err := withTTY(cmd.SysProcAttr, fd)
+		if err != nil {
+			return CodeNotExecutable, &StartError{Name: c.Args[0], Code: CodeNotExecutable, Err: err}
+		}
+		cmd.SysProcAttr = attr
 	}
 
 	// Catch the signals before the child exists: one arriving between Start

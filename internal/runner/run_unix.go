@@ -68,3 +68,13 @@ func IsForeground(f *os.File) bool {
 	})
 	return fg
 }
+
+// withTTY makes the child the leader of a new session whose controlling
+// terminal is its file descriptor fd.
+func withTTY(attr *syscall.SysProcAttr, fd int) (*syscall.SysProcAttr, error) {
+	if attr == nil {
+		attr = &syscall.SysProcAttr{}
+	}
+	attr.Setsid, attr.Setctty, attr.Ctty = true, true, fd
+	return attr, nil
+}

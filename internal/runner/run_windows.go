@@ -77,3 +77,7 @@ func IsForeground(f *os.File) bool {
 	var mode uint32
 	return windows.GetConsoleMode(windows.Handle(f.Fd()), &mode) == nil
 }
+
+func withTTY(*syscall.SysProcAttr, int) (*syscall.SysProcAttr, error) {
+	return nil, errors.New("a TTY for the child is not supported on Windows")
+}
