@@ -28,7 +28,10 @@ type detector struct {
 	prio       int
 	prefixes   []string
 	firstBytes *[256]bool // tried at every occurrence of these bytes (custom patterns without a literal prefix)
-	match      matchFunc
+	// left, when set, is the word set match passes to prevBoundary: no match
+	// starts after a byte in it unless that byte is escaped.
+	left  *[256]bool
+	match matchFunc
 }
 
 // builtinNames is the default set, in priority order: on a tie in match
@@ -106,7 +109,7 @@ func prevBoundary(b []byte, i int, esc escMode, words *[256]bool) bool {
 }
 
 func builtin(name string) *detector {
-	d := &detector{name: name}
+	d := &detector{name: name, left: wordSet}
 	switch name {
 	case "aws_access_key":
 		d.prefixes = []string{"AKIA", "ASIA", "ABIA", "ACCA"}
@@ -138,17 +141,22 @@ func builtin(name string) *detector {
 		d.match = token(b64urlSet, 35, 35, nil)
 	case "jwt":
 		d.prefixes = []string{"eyJ"}
+		d.left = b64urlSet
 		d.match = matchJWT
 	case "private_key":
 		d.prefixes = []string{"-----BEGIN "}
+		d.left = nil
 		d.match = matchPEM
 	case "credit_card":
 		d.prefixes = digitBytes
+		d.left = cardLeft
 		d.match = matchCard
 	case "us_ssn":
 		d.prefixes = digitBytes
+		d.left = ssnLeft
 		d.match = matchSSN
 	case "email":
+		d.left = nil
 		d.match = matchEmail
 	default:
 		panic("mask: no builtin " + name)

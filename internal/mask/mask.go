@@ -97,7 +97,8 @@ const minLiteral = 6
 type Engine struct {
 	dets    []*detector
 	trig    [256]bool
-	second  [256][4]uint64 // second[c] has bit d set when c may be followed by d in a match
+	pair    [1 << 10]uint64 // bit c<<8|d is set when a match may start with byte c followed by d
+	noStart [256][4]uint64  // noStart[c] has bit p set when no match starts at c after an unescaped p
 	first   [256][]entry
 	email   *detector
 	fields  map[string]bool
@@ -199,6 +200,22 @@ func New(cfg Config) (*Engine, error) {
 			}
 		}
 	}
+	for c := range 256 {
+		if len(e.first[c]) == 0 {
+			continue
+		}
+		var ns [4]uint64
+		for p := range 256 {
+			stop := true
+			for _, en := range e.first[c] {
+				stop = stop && en.det.left != nil && en.det.left[p]
+			}
+			if stop {
+				ns[p>>6] |= 1 << (p & 63)
+			}
+		}
+		e.noStart[c] = ns
+	}
 	// A replacement that a detector would match again breaks idempotence.
 	for _, d := range append(slices.Clone(e.dets), &detector{name: JSONFieldName, repl: e.fieldRp}) {
 		if out := e.maskString(d.repl, nil); !bytes.Equal(out, d.repl) {
@@ -212,9 +229,13 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) addEntry(c byte, lit string, d *detector) {
 	e.trig[c] = true
 	if len(lit) >= 2 {
-		e.second[c][lit[1]>>6] |= 1 << (lit[1] & 63)
+		x := uint(c)<<8 | uint(lit[1])
+		e.pair[x>>6] |= 1 << (x & 63)
 	} else {
-		e.second[c] = [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+		for d := range uint(256) {
+			x := uint(c)<<8 | d
+			e.pair[x>>6] |= 1 << (x & 63)
+		}
 	}
 	e.first[c] = append(e.first[c], entry{lit: lit, det: d})
 	// Longer literals first keeps the order of attempts deterministic and cheap.
@@ -289,6 +310,18 @@ func (c *Counts) add(name string) {
 	}
 	c.mu.Lock()
 	c.n[name]++
+	c.mu.Unlock()
+}
+
+// merge adds the counts of o, which nobody else uses, to c.
+func (c *Counts) merge(o *Counts) {
+	if c == nil || len(o.n) == 0 {
+		return
+	}
+	c.mu.Lock()
+	for k, v := range o.n {
+		c.n[k] += v
+	}
 	c.mu.Unlock()
 }
 

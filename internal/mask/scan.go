@@ -122,23 +122,41 @@ func isEscapeLetter(c byte) bool {
 
 // nextTrig returns the first position at or after i where a registered
 // prefix could start: its first byte is there and, when the prefix is at
-// least two bytes long, so is its second byte (or the text ends).
+// least two bytes long, so is its second byte (or the text ends). One lookup
+// of the byte pair in a 8 KiB bit table per position keeps common letters
+// that merely start a prefix (e, s, r, g) from stopping the loop. Positions
+// where every detector of that first byte needs a word boundary and the byte
+// before is a word byte (the 2nd digit of a number, "sk" in "task") are
+// skipped too, unless that byte could be escaped.
 func (e *Engine) nextTrig(b []byte, i int) int {
-	t := &e.trig
+	p := &e.pair
 	for {
-		for ; i+4 <= len(b); i += 4 {
-			if t[b[i]] || t[b[i+1]] || t[b[i+2]] || t[b[i+3]] {
+		for ; i+4 < len(b); i += 4 {
+			x0 := uint(b[i])<<8 | uint(b[i+1])
+			x1 := uint(b[i+1])<<8 | uint(b[i+2])
+			x2 := uint(b[i+2])<<8 | uint(b[i+3])
+			x3 := uint(b[i+3])<<8 | uint(b[i+4])
+			if (p[x0>>6]>>(x0&63)|p[x1>>6]>>(x1&63)|p[x2>>6]>>(x2&63)|p[x3>>6]>>(x3&63))&1 != 0 {
 				break
 			}
 		}
-		for i < len(b) && !t[b[i]] {
-			i++
+		for ; i+1 < len(b); i++ {
+			x := uint(b[i])<<8 | uint(b[i+1])
+			if p[x>>6]>>(x&63)&1 != 0 {
+				break
+			}
 		}
 		if i+1 >= len(b) {
+			if i < len(b) && !e.trig[b[i]] {
+				i++
+			}
+			return min(i, len(b))
+		}
+		if i < 2 || b[i-2] == '\\' {
 			return i
 		}
-		c, d := b[i], b[i+1]
-		if e.second[c][d>>6]&(1<<(d&63)) != 0 {
+		c := b[i-1]
+		if e.noStart[b[i]][c>>6]>>(c&63)&1 == 0 {
 			return i
 		}
 		i++
