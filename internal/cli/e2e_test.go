@@ -71,6 +71,12 @@ func newSandbox(t *testing.T, extraEnv ...string) *sandbox {
 		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
 		"XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"),
 		"CREWGATE_PROFILE=" + profile,
+		// Temporary files (the trust bundle) land under HOME too, so the
+		// leak checks search them.
+		"TMPDIR=" + filepath.Join(home, "tmp"),
+	}
+	if err := os.Mkdir(filepath.Join(home, "tmp"), 0o700); err != nil {
+		t.Fatal(err)
 	}
 	for _, k := range []string{"DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -175,8 +181,8 @@ func (s *sandbox) status() (map[string]any, result) {
 	return m, r
 }
 
-// assertNowhere fails when secret appears in any file under HOME or in any
-// output printed so far.
+// assertNowhere fails when secret appears in any file under HOME (which
+// holds the sandbox's TMPDIR) or in any output printed so far.
 func (s *sandbox) assertNowhere(what, secret string) {
 	s.t.Helper()
 	if secret == "" {

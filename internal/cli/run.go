@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -124,7 +125,9 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		Session:      session,
 		Placeholders: ups.placeholders,
 		KeepEnv:      cfg.KeepEnv,
+		Secrets:      ups.secrets,
 	})
+	warnNoProxy(f, cfg)
 	slog.Debug("session started", "session", session, "proxy", ln.Addr().String(), "upstreams", len(ups.upstreams))
 
 	// The child's signals are the runner's business: a Ctrl-C must not stop
@@ -135,7 +138,7 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		Stdin:      f.in,
 		Stdout:     f.out,
 		Stderr:     f.errOut,
-		Foreground: f.stdinTTY(),
+		Foreground: foreground(f.in),
 	})
 	st := p.Stats()
 	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked\n", session, st.Requests, st.Denied, st.Masked)
@@ -148,6 +151,33 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	return nil
 }
 
+// foreground reports whether the child shares crewgate's terminal as its
+// foreground job, so that the terminal's Ctrl-C already reaches it.
+func foreground(in io.Reader) bool {
+	file, ok := in.(*os.File)
+	return ok && runner.IsForeground(file)
+}
+
+// warnNoProxy says when the user's NO_PROXY sends an intercepted host around
+// crewgate: the crew's requests to it would then fail (no credential), not leak.
+func warnNoProxy(f *factory, cfg *config.Config) {
+	var entries []string
+	for _, k := range []string{"NO_PROXY", "no_proxy"} {
+		entries = append(entries, strings.Split(os.Getenv(k), ",")...)
+	}
+	for _, u := range cfg.Upstreams {
+		for _, h := range u.Hosts {
+			host := strings.TrimPrefix(h, "*.")
+			for _, e := range entries {
+				e = strings.TrimPrefix(strings.TrimSpace(e), ".")
+				if e != "" && (host == e || strings.HasSuffix(host, "."+e)) {
+					fmt.Fprintf(f.errOut, "warning: NO_PROXY lists %s, so the crew reaches upstream %s (%s) without crewgate and without its credential\n", e, u.Name, h)
+				}
+			}
+		}
+	}
+}
+
 // silentExit ends crewgate with a code and no message: the child's own.
 type silentExit int
 
@@ -157,6 +187,7 @@ func (s silentExit) Error() string { return fmt.Sprintf("exit status %d", int(s)
 type runUpstreams struct {
 	upstreams    []proxy.Upstream
 	placeholders map[string]string // env var -> placeholder
+	secrets      []string          // static secret values, kept out of the child's environment
 }
 
 // buildUpstreams checks every credential before the child starts, so a
@@ -196,6 +227,9 @@ func buildUpstreams(ctx context.Context, f *factory, cfg *config.Config) (*runUp
 					hint: "store it with 'crewgate secret set " + u.Credential.Secret + "'"}
 			}
 			pu.Source = src
+			if v, err := src.Token(ctx); err == nil {
+				out.secrets = append(out.secrets, v)
+			}
 		case "oidc":
 			if login == nil {
 				s, err := openLogin(ctx, f, cfg)

@@ -105,7 +105,8 @@ func TestRunCurlGetsInjectionAndMasking(t *testing.T) {
 	}
 	api := newStandIn(t)
 	s := runSandbox(t, api, "")
-	s.env = append(s.env, "OPENAI_API_KEY="+demoSecret) // the user's real key must not reach the child
+	// The user's real key, also under another name, must not reach the child.
+	s.env = append(s.env, "OPENAI_API_KEY="+demoSecret, "MY_COPY_OF_THE_KEY="+demoSecret)
 	script := `env > "$ENV_DUMP"
 curl -sS https://api.example.com/v1/models -H "Authorization: Bearer $OPENAI_API_KEY"; echo
 curl -sS -N https://api.example.com/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY"
