@@ -35,6 +35,7 @@ type walker struct {
 	fields map[string]bool
 	visit  func(kind byte, start, end int)
 	lower  []byte
+	esc    bool // the last string consumed holds a backslash
 }
 
 func (w *walker) walk() error {
@@ -99,23 +100,44 @@ func isNumByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
+// strStop marks the bytes that end a run of plain string bytes.
+var strStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
 // str consumes a string literal and returns the index after its closing quote.
+// A backslash escapes the next byte whatever it is; escapes are not validated.
 func (w *walker) str() (int, error) {
-	w.i++
-	for w.i < len(w.src) {
-		switch c := w.src[w.i]; {
-		case c == '"':
-			w.i++
-			return w.i, nil
-		case c == '\\':
-			w.i += 2
-		case c < 0x20:
+	src := w.src
+	i := w.i + 1
+	w.esc = false
+	for {
+		for i+4 <= len(src) && !(strStop[src[i]] || strStop[src[i+1]] || strStop[src[i+2]] || strStop[src[i+3]]) {
+			i += 4
+		}
+		for i < len(src) && !strStop[src[i]] {
+			i++
+		}
+		if i >= len(src) {
+			w.i = i
 			return 0, errJSON
+		}
+		switch src[i] {
+		case '"':
+			w.i = i + 1
+			return w.i, nil
+		case '\\':
+			w.esc = true
+			i += 2
 		default:
-			w.i++
+			w.i = i
+			return 0, errJSON
 		}
 	}
-	return 0, errJSON
 }
 
 func (w *walker) object(depth int) error {
@@ -237,9 +259,14 @@ func containsByte(b []byte, c byte) bool {
 // unquote appends the decoded contents of a JSON string body (no quotes) to dst.
 func unquote(dst, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 >= len(s) {
-			dst = append(dst, c)
+		k := bytes.IndexByte(s[i:], '\\')
+		if k < 0 {
+			return append(dst, s[i:]...)
+		}
+		dst = append(dst, s[i:i+k]...)
+		i += k
+		if i+1 >= len(s) {
+			dst = append(dst, '\\')
 			continue
 		}
 		i++
@@ -334,33 +361,51 @@ func applyEdits(dst, src []byte, edits []edit) []byte {
 }
 
 // maskJSON masks every string value of the JSON document src and replaces
-// json_fields values. ok is false when src is not JSON.
-func (e *Engine) maskJSON(dst, src []byte, c *Counts) ([]byte, bool) {
+// json_fields values. ok is false when src is not JSON; c is then untouched.
+//
+// Only the string literals whose masked text differs are rewritten; the rest
+// of the document is copied byte for byte, and when nothing changed src
+// itself is returned, so a clean body costs one walk and one scan of its
+// strings. A string without backslashes is scanned in place, without a copy.
+func (e *Engine) maskJSON(src []byte, c *Counts) ([]byte, bool) {
 	var edits []edit
 	var scratch [2][]byte
+	found := newCounts("", true, false)
+	grow := 0
 	w := walker{src: src, fields: e.fields}
 	w.visit = func(kind byte, start, end int) {
+		var r []byte
 		switch kind {
 		case kField:
-			c.add(JSONFieldName)
-			edits = append(edits, edit{start, end, appendQuoted(nil, e.fieldRp)})
+			found.add(JSONFieldName)
+			r = appendQuoted(nil, e.fieldRp)
 		case kString:
-			if r, changed := e.maskJSONString(&scratch, src[start+1:end-1], c); changed {
-				edits = append(edits, edit{start, end, r})
+			var changed bool
+			if r, changed = e.maskJSONString(&scratch, src[start+1:end-1], w.esc, found); !changed {
+				return
 			}
+		default:
+			return
 		}
+		edits = append(edits, edit{start, end, r})
+		grow += len(r) - (end - start)
 	}
 	if w.walk() != nil {
-		return dst, false
+		return nil, false
 	}
-	return applyEdits(dst, src, edits), true
+	c.merge(found)
+	if len(edits) == 0 {
+		return src, true
+	}
+	return applyEdits(make([]byte, 0, len(src)+grow), src, edits), true
 }
 
-// maskJSONString masks the decoded contents of a string literal body and
-// returns the new literal (quoted) when anything changed.
-func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, c *Counts) ([]byte, bool) {
+// maskJSONString masks the decoded contents of a string literal body (esc
+// says it holds a backslash) and returns the new literal (quoted) when
+// anything changed.
+func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, esc bool, c *Counts) ([]byte, bool) {
 	text := raw
-	if containsByte(raw, '\\') {
+	if esc {
 		scratch[0] = unquote(scratch[0][:0], raw)
 		text = scratch[0]
 	}
@@ -377,7 +422,8 @@ func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, c *Counts) ([]by
 type jsonProc struct {
 	e        *Engine
 	c        *Counts
-	buf      []byte
+	chunks   [][]byte // the body so far; each chunk is as large as all before it
+	n        int
 	fallback *textScanner
 }
 
@@ -385,24 +431,59 @@ func (j *jsonProc) process(out, in []byte, eof bool) []byte {
 	if j.fallback != nil {
 		return j.fallback.feed(out, in, eof)
 	}
-	j.buf = append(j.buf, in...)
-	if len(j.buf) > j.e.jsonMax {
+	j.add(in)
+	if j.n > j.e.jsonMax {
 		return j.toBytes(out, eof)
 	}
 	if !eof {
 		return out
 	}
-	if r, ok := j.e.maskJSON(out, j.buf, j.c); ok {
-		j.buf = nil
-		return r
+	body := j.body()
+	if r, ok := j.e.maskJSON(body, j.c); ok {
+		j.chunks = nil
+		if len(out) == 0 {
+			return r // the reader serves it as is: no copy
+		}
+		return append(out, r...)
 	}
 	return j.toBytes(out, eof)
+}
+
+// add buffers p in chunks that double in size, so that a large body is
+// copied once while it arrives and once more when it is joined, and no
+// chunk is copied as it grows.
+func (j *jsonProc) add(p []byte) {
+	for len(p) > 0 {
+		k := len(j.chunks) - 1
+		if k < 0 || len(j.chunks[k]) == cap(j.chunks[k]) {
+			j.chunks = append(j.chunks, make([]byte, 0, max(j.n, 2*readSize)))
+			k++
+		}
+		c := j.chunks[k]
+		m := min(len(p), cap(c)-len(c))
+		j.chunks[k] = append(c, p[:m]...)
+		j.n += m
+		p = p[m:]
+	}
+}
+
+// body returns the buffered body in one slice and keeps it as the only chunk.
+func (j *jsonProc) body() []byte {
+	if len(j.chunks) == 1 {
+		return j.chunks[0]
+	}
+	b := make([]byte, 0, j.n)
+	for _, c := range j.chunks {
+		b = append(b, c...)
+	}
+	j.chunks = [][]byte{b}
+	return b
 }
 
 func (j *jsonProc) toBytes(out []byte, eof bool) []byte {
 	j.c.setForm("json-bytes")
 	j.fallback = &textScanner{e: j.e, c: j.c, esc: true}
-	buf := j.buf
-	j.buf = nil
+	buf := j.body()
+	j.chunks = nil
 	return j.fallback.feed(out, buf, eof)
 }

@@ -5,10 +5,15 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -139,4 +144,228 @@ func TestWrapResponse(t *testing.T) {
 	if got := c.ByDetector(); got["openai"] != 1 {
 		t.Errorf("counts after close = %v", got)
 	}
+}
+
+// maskDecoded is the slow path the json form must agree with: the document
+// decoded whole, every string value masked as text, every non-null value
+// of a json_fields key replaced. Keys are compared in ASCII lower case, as
+// the engine does.
+func maskDecoded(e *Engine, v any, c *Counts) any {
+	switch v := v.(type) {
+	case string:
+		return string(e.maskString([]byte(v), c))
+	case []any:
+		for i := range v {
+			v[i] = maskDecoded(e, v[i], c)
+		}
+	case map[string]any:
+		for k, x := range v {
+			if e.fields[asciiLower(k)] && x != nil {
+				c.add(JSONFieldName)
+				v[k] = string(e.fieldRp)
+				continue
+			}
+			v[k] = maskDecoded(e, x, c)
+		}
+	}
+	return v
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func decodeJSON(t testing.TB, b []byte) any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+	return v
+}
+
+// checkJSONForm masks doc in the json form, in one read and in the given
+// cuts, and checks the output against the slow path: valid JSON whose
+// decoded value (and counts, unless doc may repeat a key) equal those of
+// masking the decoded document.
+func checkJSONForm(t testing.TB, e *Engine, doc []byte, cuts []int, counts bool) {
+	t.Helper()
+	out, c := readAllWrap(t, e, doc, "application/json", "")
+	if got := wrapChunks(t, e, string(doc), "application/json", cuts); got != string(out) {
+		t.Fatalf("split changed the output:\n doc  %s\n one  %s\n cut  %s", doc, out, got)
+	}
+	if c.Form() != "json" {
+		return // deeper than the walker goes; masked as json-bytes
+	}
+	if !json.Valid(out) {
+		t.Fatalf("output is not JSON:\n doc %s\n out %s", doc, out)
+	}
+	ref := newCounts("", true, false)
+	want := maskDecoded(e, decodeJSON(t, doc), ref)
+	if got := decodeJSON(t, out); !reflect.DeepEqual(got, want) {
+		t.Fatalf("fast path differs from the slow path:\n doc  %s\n out  %s\n want %#v", doc, out, want)
+	}
+	if got, want := c.ByDetector(), ref.ByDetector(); counts && !maps.Equal(got, want) {
+		t.Fatalf("counts %v, slow path %v\n doc %s", got, want, doc)
+	}
+	if c.Total() == 0 && !bytes.Equal(out, doc) {
+		t.Fatalf("nothing masked but the body changed:\n doc %s\n out %s", doc, out)
+	}
+}
+
+// jsonAtoms are the pieces random string values are made of: secrets whole,
+// secrets split by escapes that decode to nothing special, near misses.
+var jsonAtoms = []string{
+	"the ", "model ", "42 ", "12.5% ", "\n", "\t", `"`, `\`, "/", "é", "→", "\u2028", "\x01",
+	awsKey, githubToken, openaiKey, stripeKey, stripeKey[1:], email, "jane@", "@example.com", visa, ssn, jwtToken, pemKey,
+	"AKIA", "IOSFODNN7EXAMPLE", "sk-", "4111 ", "1111 ", "EMP-123456", "hunter2hunter2",
+}
+
+// randJSONString returns a JSON string literal with random contents, each
+// character written plainly or escaped (\uXXXX, \/, short escapes).
+func randJSONString(r *rand.Rand) string {
+	var text strings.Builder
+	for range r.IntN(6) {
+		text.WriteString(jsonAtoms[r.IntN(len(jsonAtoms))])
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, ch := range text.String() {
+		switch {
+		case ch == '"' || ch == '\\':
+			b.WriteString(`\` + string(ch))
+		case ch == '\n' && r.IntN(2) == 0:
+			b.WriteString(`\n`)
+		case ch < 0x20 || r.IntN(10) == 0:
+			if ch > 0xffff {
+				b.WriteString(string(ch))
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, ch)
+			}
+		case ch == '/' && r.IntN(2) == 0:
+			b.WriteString(`\/`)
+		default:
+			b.WriteRune(ch)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func randJSON(r *rand.Rand, b *strings.Builder, depth int) {
+	ws := func() {
+		if r.IntN(4) == 0 {
+			b.WriteString([]string{" ", "\n", "\t", "\r\n  "}[r.IntN(4)])
+		}
+	}
+	ws()
+	switch k := r.IntN(10); {
+	case k < 2 && depth < 5:
+		b.WriteByte('{')
+		seen := map[string]bool{} // duplicate keys would make the decoded oracle drop values
+		for range r.IntN(4) {
+			key := []string{`"a"`, `"token"`, `"Password"`, `"pass\u0077ord"`, `"content"`, randJSONString(r)}[r.IntN(6)]
+			var k string
+			_ = json.Unmarshal([]byte(key), &k)
+			if seen[k] {
+				continue
+			}
+			if len(seen) > 0 {
+				b.WriteByte(',')
+			}
+			seen[k] = true
+			ws()
+			b.WriteString(key)
+			ws()
+			b.WriteByte(':')
+			randJSON(r, b, depth+1)
+		}
+		ws()
+		b.WriteByte('}')
+	case k < 4 && depth < 5:
+		b.WriteByte('[')
+		for i := range r.IntN(4) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			randJSON(r, b, depth+1)
+		}
+		b.WriteByte(']')
+	case k == 4:
+		b.WriteString([]string{"0", "-1.5e3", "4111111111111111", "1718000000", "true", "false", "null"}[r.IntN(7)])
+	default:
+		b.WriteString(randJSONString(r))
+	}
+	ws()
+}
+
+// TestJSONFastPathMatchesSlowPath compares the json form, which rewrites
+// only the string literals whose text changes, with masking the decoded
+// document, on random documents.
+func TestJSONFastPathMatchesSlowPath(t *testing.T) {
+	e := mustEngine(t, Config{JSONFields: []string{"password", "TOKEN"},
+		Custom: []Custom{{Name: "emp", Pattern: `EMP-\d{6}`}}, Literals: []Literal{{Value: "hunter2hunter2"}}})
+	r := rand.New(rand.NewPCG(5, 6))
+	changed := 0
+	for range 3000 {
+		var b strings.Builder
+		randJSON(r, &b, 0)
+		doc := []byte(b.String())
+		if !json.Valid(doc) {
+			t.Fatalf("generator made invalid JSON: %s", doc)
+		}
+		checkJSONForm(t, e, doc, randomCuts(r, len(doc)), true)
+		if out, _ := readAllWrap(t, e, doc, "application/json", ""); !bytes.Equal(out, doc) {
+			changed++
+		}
+	}
+	if changed < 500 {
+		t.Errorf("only %d of 3000 documents had anything to mask", changed)
+	}
+}
+
+// TestJSONCountsOnInvalid checks that a body found not to be JSON after
+// some strings matched is counted once, as json-bytes.
+func TestJSONCountsOnInvalid(t *testing.T) {
+	e := mustEngine(t, Config{JSONFields: []string{"token"}})
+	doc := `{"a":"` + awsKey + `","token":"x","b": ` + awsKey
+	out, c := readAllWrap(t, e, []byte(doc), "application/json", "")
+	if c.Form() != "json-bytes" || strings.Contains(string(out), awsKey) {
+		t.Fatalf("form %q out %s", c.Form(), out)
+	}
+	if got := c.ByDetector(); got["aws_access_key"] != 2 || got[JSONFieldName] != 0 {
+		t.Errorf("counts %v, want 2 aws_access_key only", got)
+	}
+}
+
+// FuzzJSON checks the json form against the slow path on arbitrary
+// documents, and that its output does not depend on how the body is read.
+func FuzzJSON(f *testing.F) {
+	f.Add(`{"a":"`+awsKey+`","token":{"x":[1,2]},"n":null}`, []byte{3, 9, 1})
+	f.Add(`["\u0041KIAIOSFODNN7EXAMPLE","\\rk_live_4eC39HqLyjWDarjtT1zdp7dc","jane\u0040example.com"]`, []byte{1, 1, 1, 1})
+	f.Add(`{"Pass\u0077ord":"hunter2hunter2","c":"4111 1111 1111 1111\n123-45-6789"}`, []byte{0, 15})
+	e := mustEngine(f, Config{JSONFields: []string{"password", "token"},
+		Custom: []Custom{{Name: "emp", Pattern: `EMP-\d{6}`}}, Literals: []Literal{{Value: "hunter2hunter2"}}})
+	f.Fuzz(func(t *testing.T, doc string, seed []byte) {
+		if len(doc) > 4096 {
+			return
+		}
+		cuts := cutsFrom(seed, len(doc))
+		if !json.Valid([]byte(doc)) || !utf8.ValidString(doc) {
+			one, _ := readAllWrap(t, e, []byte(doc), "application/json", "")
+			if got := wrapChunks(t, e, doc, "application/json", cuts); got != string(one) {
+				t.Fatalf("split changed the output:\n doc  %q\n one  %q\n cut  %q", doc, one, got)
+			}
+			return
+		}
+		checkJSONForm(t, e, []byte(doc), cuts, false)
+	})
 }

@@ -215,7 +215,6 @@ func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool)
 	w.visit = func(kind byte, start, end int) {
 		path := w.path
 		if kind == kField {
-			p.c.add(JSONFieldName)
 			fields = append(fields, edit{start, end, appendQuoted(nil, p.e.fieldRp)})
 			return
 		}
@@ -279,6 +278,9 @@ func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool)
 	}
 	if w.walk() != nil {
 		return out, false
+	}
+	for range fields {
+		p.c.add(JSONFieldName)
 	}
 	// Stream keys and the streams this event ends.
 	key := func(v strVal) string {
@@ -352,7 +354,7 @@ func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool)
 		raw := data[v.start+1 : v.end-1]
 		k := keys[n]
 		if k == "" {
-			if r, changed := p.e.maskJSONString(&p.scratch, raw, p.c); changed {
+			if r, changed := p.e.maskJSONString(&p.scratch, raw, containsByte(raw, '\\'), p.c); changed {
 				edits = append(edits, edit{v.start, v.end, r})
 			}
 			continue
