@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elazarl/goproxy"
+
 	"github.com/crewgate/crewgate/internal/ca"
 	"github.com/crewgate/crewgate/internal/creds"
 )
@@ -433,3 +435,34 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 type fakeCA struct{}
 
 func (fakeCA) TLSConfig(string) (*tls.Config, error) { return nil, errors.New("no") }
+
+// TestUpstreamProxyChain: crewgate's own proxy is used only when configured,
+// never picked up from the environment by accident.
+func TestUpstreamProxyChain(t *testing.T) {
+	target := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	var connects sync.Map
+	corp := goproxy.NewProxyHttpServer()
+	corp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		connects.Store(host, true)
+		return goproxy.OkConnect, host
+	})
+	corpSrv := httptest.NewServer(corp)
+	defer corpSrv.Close()
+	corpURL, _ := url.Parse(corpSrv.URL)
+
+	// An HTTPS_PROXY in crewgate's environment that would break everything if used.
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	h := start(t, Config{DefaultAction: "tunnel"})
+	if resp, body := get(t, clientVia(h.url, target.pool()), target.URL+"/"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("without a configured chain: %d %q", resp.StatusCode, body)
+	}
+
+	h = start(t, Config{DefaultAction: "tunnel", UpstreamProxy: corpURL})
+	if resp, body := get(t, clientVia(h.url, target.pool()), target.URL+"/"); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("through the chain: %d %q", resp.StatusCode, body)
+	}
+	if _, ok := connects.Load(target.addr()); !ok {
+		t.Error("the tunnel did not go through the configured upstream proxy")
+	}
+}
