@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -305,3 +306,39 @@ func (p *pipe) Read(b []byte) (int, error) {
 }
 
 func (p *pipe) Close() error { return nil }
+
+// TestSSEResponsesFlushSequence pins how a flush event is numbered in an
+// OpenAI Responses stream: it is a copy of the last delta event, so it
+// repeats that event's sequence_number; numbers never go down and no event
+// after it is renumbered (see docs/masking.md).
+func TestSSEResponsesFlushSequence(t *testing.T) {
+	e := mustEngine(t, Config{})
+	in := "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}\n\n" +
+		"event: response.output_text.delta\nid: 1\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"write to \"}\n\n" +
+		"event: response.output_text.delta\nid: 2\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"jane\"}\n\n" +
+		"event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"sequence_number\":3,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"text\":\"write to jane\"}\n\n" +
+		"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{}}\n\n"
+	out := wrapChunks(t, e, in, "text/event-stream", nil)
+	var types, deltas []string
+	var seqs []float64
+	for _, d := range sseEvents(t, out) {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(d), &ev); err != nil {
+			t.Fatalf("event %q: %v", d, err)
+		}
+		types = append(types, ev["type"].(string))
+		seqs = append(seqs, ev["sequence_number"].(float64))
+		s, _ := ev["delta"].(string)
+		deltas = append(deltas, s)
+	}
+	wantTypes := []string{"response.created", "response.output_text.delta", "response.output_text.delta",
+		"response.output_text.delta", "response.output_text.done", "response.completed"}
+	if !slices.Equal(types, wantTypes) || !slices.Equal(seqs, []float64{0, 1, 2, 2, 3, 4}) ||
+		!slices.Equal(deltas, []string{"", "write to ", "", "jane", "", ""}) {
+		t.Errorf("events:\n types  %q\n seqs   %v\n deltas %q\n%s", types, seqs, deltas, out)
+	}
+	// The flush event carries no id: line, so the client's last event id stays that of a real event.
+	if strings.Count(out, "id: ") != 2 {
+		t.Errorf("id lines changed:\n%s", out)
+	}
+}
