@@ -59,7 +59,8 @@ type CA struct {
 	maxLeaves int
 	flight    singleflight.Group
 
-	signings atomic.Int64 // leaves signed, for tests
+	signings     atomic.Int64 // leaves signed, for tests
+	testHookMiss func()       // called after a cache miss, before the flight; for tests
 }
 
 // New makes an ECDSA P-256 CA valid from a minute ago (for clock skew) until
@@ -160,12 +161,19 @@ func (c *CA) PEM() []byte { return append([]byte(nil), c.pem...) }
 // hosts do not list (an exact name, or a subdomain of a "*.suffix" entry)
 // is an error and nothing is signed; so is an IP address.
 func (c *CA) Leaf(host string) (*tls.Certificate, error) {
+	// Only names that passed the check are cached, so an exact hit is safe.
+	if leaf := c.cached(host); leaf != nil {
+		return leaf, nil
+	}
 	name, err := c.allowed(host)
 	if err != nil {
 		return nil, err
 	}
 	if leaf := c.cached(name); leaf != nil {
 		return leaf, nil
+	}
+	if c.testHookMiss != nil {
+		c.testHookMiss()
 	}
 	v, err, _ := c.flight.Do(name, func() (any, error) {
 		// A flight that finished between the lookup above and this one

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -279,6 +280,40 @@ func TestLeafSingleFlight(t *testing.T) {
 	}
 	if s := c.signings.Load(); s != 1 {
 		t.Errorf("%d concurrent first requests signed %d times, want 1", n, s)
+	}
+}
+
+// TestLeafMissThenFlightDone covers a request that misses the cache just as
+// another request's flight stores the leaf and ends: it must not sign again.
+func TestLeafMissThenFlightDone(t *testing.T) {
+	c := newTestCA(t)
+	var first atomic.Bool
+	missed, release := make(chan struct{}), make(chan struct{})
+	c.testHookMiss = func() {
+		if first.CompareAndSwap(false, true) {
+			close(missed)
+			<-release
+		}
+	}
+	late := make(chan *tls.Certificate)
+	go func() {
+		leaf, err := c.Leaf("race.example.test")
+		if err != nil {
+			t.Error(err)
+		}
+		late <- leaf
+	}()
+	<-missed
+	leaf, err := c.Leaf("race.example.test") // signs, stores, ends its flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-late; got != leaf {
+		t.Error("the late request got a different certificate")
+	}
+	if n := c.signings.Load(); n != 1 {
+		t.Errorf("%d signings, want 1", n)
 	}
 }
 
