@@ -92,7 +92,9 @@ func TestWriteBundle(t *testing.T) {
 	dupFile := writeTemp(t, src, "dup.pem", sys1.PEM())
 
 	tmp := t.TempDir()
-	roots := rootSource{files: []string{filepath.Join(src, "missing.pem"), sysFile}, dirs: []string{src}}
+	later := otherCA(t, "later.test") // a second system file: only the first one found counts
+	laterFile := writeTemp(t, t.TempDir(), "later.pem", later.PEM())
+	roots := rootSource{files: []string{filepath.Join(src, "missing.pem"), sysFile, laterFile}, dirs: []string{src}}
 	b, err := writeBundle(c, []string{"", filepath.Join(src, "absent.pem"), extraFile, dupFile}, roots, tmp)
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +131,9 @@ func TestWriteBundle(t *testing.T) {
 		if !has(ders, want.Certificate().Raw) {
 			t.Errorf("bundle lacks the %s", name)
 		}
+	}
+	if has(ders, later.Certificate().Raw) {
+		t.Error("bundle holds a root from a second system file")
 	}
 	if len(ders) != 4 {
 		t.Errorf("bundle holds %d certificates, want 4 (duplicates once, dirs unread when a file exists)", len(ders))
