@@ -200,18 +200,30 @@ func New(cfg Config) (*Engine, error) {
 			}
 		}
 	}
+	leftBits := map[*[256]bool]*[4]uint64{}
 	for c := range 256 {
 		if len(e.first[c]) == 0 {
 			continue
 		}
-		var ns [4]uint64
-		for p := range 256 {
-			stop := true
-			for _, en := range e.first[c] {
-				stop = stop && en.det.left != nil && en.det.left[p]
+		ns := [4]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+		for _, en := range e.first[c] {
+			l := en.det.left
+			if l == nil {
+				ns = [4]uint64{}
+				break
 			}
-			if stop {
-				ns[p>>6] |= 1 << (p & 63)
+			lb := leftBits[l]
+			if lb == nil {
+				lb = new([4]uint64)
+				for p := range 256 {
+					if l[p] {
+						lb[p>>6] |= 1 << (p & 63)
+					}
+				}
+				leftBits[l] = lb
+			}
+			for k := range ns {
+				ns[k] &= lb[k]
 			}
 		}
 		e.noStart[c] = ns

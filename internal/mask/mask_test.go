@@ -407,3 +407,44 @@ func readAllWrap(t testing.TB, e *Engine, body []byte, ct, ce string) ([]byte, *
 var errEOF = io.EOF
 
 func nopCloser(r io.Reader) io.ReadCloser { return io.NopCloser(r) }
+
+// TestPrefilterExact checks that the byte-pair and word-boundary prefilter
+// only skips positions where no match starts: an engine that tries every
+// position with a registered first byte gives the same output.
+func TestPrefilterExact(t *testing.T) {
+	e := mustEngine(t, Config{Custom: []Custom{{Name: "emp", Pattern: `EMP-\d{6}`}}, Literals: []Literal{{Value: "hunter2hunter2"}}})
+	slow := *e
+	for i := range slow.pair {
+		slow.pair[i] = ^uint64(0)
+	}
+	slow.noStart = [256][4]uint64{}
+	for c := range 256 {
+		if !slow.trig[c] {
+			for d := range 256 {
+				x := c<<8 | d
+				slow.pair[x>>6] &^= 1 << (x & 63)
+			}
+		}
+	}
+	atoms := []string{" ", "a", "9", "0", "-", "_", ".", `\`, `\\`, "\\n", "sk", "task", "1718000000", "4111", " 1111", "123-45-6789",
+		awsKey, "x" + awsKey, githubToken, stripeKey, "r" + stripeKey[1:], jwtToken, visa, amex, ssn, email, "EMP-123456", "hunter2hunter2"}
+	r := rand.New(rand.NewPCG(8, 9))
+	for range 5000 {
+		var b strings.Builder
+		for range 1 + r.IntN(10) {
+			b.WriteString(atoms[r.IntN(len(atoms))])
+		}
+		in := b.String()
+		if got, want := e.MaskString(in), slow.MaskString(in); got != want {
+			t.Fatalf("%q:\n got  %q\n want %q", in, got, want)
+		}
+		got, _ := streamMask(e, in, randomCuts(r, len(in)), true)
+		want, _ := streamMask(&slow, in, nil, true)
+		if got != want {
+			t.Fatalf("raw JSON %q:\n got  %q\n want %q", in, got, want)
+		}
+	}
+	if got, want := e.MaskString(string(benchCorpus[:1<<20])), slow.MaskString(string(benchCorpus[:1<<20])); got != want {
+		t.Error("benchmark corpus masked differently without the prefilter")
+	}
+}
