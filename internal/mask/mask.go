@@ -30,8 +30,10 @@
 //
 // Streamed output equals one-shot output for every way of splitting the input
 // into reads (and, for SSE, the text into events): every match decision at a
-// position depends only on a bounded window of text around it, and the
-// streaming masker holds back text exactly until that window is complete.
+// position depends only on a bounded window of text around it (and, in raw
+// JSON, on the parity of the backslashes before it, which is carried across
+// reads), and the streaming masker holds back text exactly until that window
+// is complete.
 // See docs/masking.md for detectors, guarantees and limits.
 package mask
 
