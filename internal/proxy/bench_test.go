@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -252,28 +253,43 @@ func BenchmarkSSEEvent(b *testing.B) {
 		}
 		io.WriteString(w, "data: [DONE]\n\n")
 	}))
-	open := func(c *http.Client, rawURL string) (*bufio.Reader, io.Closer) {
-		resp, err := c.Get(rawURL)
-		if err != nil {
-			b.Fatal(err)
+	// Cleanups run last first: the streams' contexts are cancelled, then
+	// the handlers end, then the upstream closes.
+	b.Cleanup(func() {
+		for _, s := range streams {
+			close(s.next)
 		}
+	})
+	open := func(c *http.Client, rawURL string) (*bufio.Reader, io.Closer) {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.Cleanup(cancel)
+		watchdog := time.AfterFunc(5*time.Second, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", rawURL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatalf("GET %s (no answer within 5s?): %v", rawURL, err)
+		}
+		watchdog.Stop()
 		if resp.StatusCode != 200 {
 			b.Fatalf("GET %s: %s", rawURL, resp.Status)
 		}
 		return bufio.NewReader(resp.Body), resp.Body
 	}
-	event := func(s *sseStream, br *bufio.Reader) time.Duration {
+	event := func(s *sseStream, br *bufio.Reader, body io.Closer) time.Duration {
+		// A proxy that holds events back must fail the benchmark, not hang it.
+		watchdog := time.AfterFunc(5*time.Second, func() { body.Close() })
 		s.next <- struct{}{}
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
-				b.Fatalf("reading the stream: %v", err)
+				b.Fatalf("reading the stream (no event within 5s?): %v", err)
 			}
 			if line == "\n" {
 				break
 			}
 		}
 		done := time.Now()
+		watchdog.Stop()
 		return done.Sub(<-s.sent)
 	}
 	// An SSE client would be a streaming client with a long-lived
@@ -281,22 +297,14 @@ func BenchmarkSSEEvent(b *testing.B) {
 	r.proxied.Timeout = 0
 	directBody, dc := open(r.direct, r.directURL("/v1/chat?s=direct"))
 	proxiedBody, pc := open(r.proxied, r.proxiedURL("/v1/chat?s=proxied"))
-	defer func() {
-		close(streams["direct"].next)
-		close(streams["proxied"].next)
-		io.Copy(io.Discard, directBody)
-		io.Copy(io.Discard, proxiedBody)
-		dc.Close()
-		pc.Close()
-	}()
 	for range 20 {
-		event(streams["direct"], directBody)
-		event(streams["proxied"], proxiedBody)
+		event(streams["direct"], directBody, dc)
+		event(streams["proxied"], proxiedBody, pc)
 	}
 	var direct, proxied []time.Duration
 	for b.Loop() {
-		direct = append(direct, event(streams["direct"], directBody))
-		proxied = append(proxied, event(streams["proxied"], proxiedBody))
+		direct = append(direct, event(streams["direct"], directBody, dc))
+		proxied = append(proxied, event(streams["proxied"], proxiedBody, pc))
 	}
 	reportAdded(b, direct, proxied)
 }
