@@ -456,7 +456,9 @@ func (j *jsonProc) add(p []byte) {
 	for len(p) > 0 {
 		k := len(j.chunks) - 1
 		if k < 0 || len(j.chunks[k]) == cap(j.chunks[k]) {
-			j.chunks = append(j.chunks, make([]byte, 0, max(j.n, 2*readSize)))
+			// The first chunk fits what arrived (small bodies stay small);
+			// each later one doubles the total.
+			j.chunks = append(j.chunks, make([]byte, 0, max(j.n, len(p), 512)))
 			k++
 		}
 		c := j.chunks[k]

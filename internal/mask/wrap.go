@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -17,6 +18,12 @@ import (
 
 // readSize is how much is read from the body at a time.
 const readSize = 32 << 10
+
+// readBufs recycles read buffers: a proxy wraps every response, and a fresh
+// 32 KiB buffer per body was most of the garbage per small response.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readSize); return &b }}
+
+var errClosed = errors.New("mask: read from a closed body")
 
 // processor turns input chunks into output; eof flushes.
 type processor interface {
@@ -42,7 +49,8 @@ func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (
 	default:
 		p = &byteProc{s: textScanner{e: e, c: c, esc: form == "json-bytes"}}
 	}
-	return &reader{body: body, encs: encs, p: p, buf: make([]byte, readSize)}, c
+	bp := readBufs.Get().(*[]byte)
+	return &reader{body: body, encs: encs, p: p, buf: *bp, bufp: bp}, c
 }
 
 // formOf maps a Content-Type to a body form.
@@ -94,6 +102,7 @@ type reader struct {
 	closer []func() error
 	p      processor
 	buf    []byte
+	bufp   *[]byte // buf's pool entry, returned on Close
 	out    []byte
 	off    int
 	err    error
@@ -173,6 +182,11 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 func (r *reader) Close() error {
+	if r.bufp != nil {
+		readBufs.Put(r.bufp)
+		r.bufp, r.buf = nil, nil
+		r.err, r.out, r.off = errClosed, nil, 0
+	}
 	var errs []error
 	for _, c := range r.closer {
 		errs = append(errs, c())
