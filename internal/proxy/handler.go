@@ -56,7 +56,6 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	})
 	gp.OnRequest().HandleConnectFunc(p.handleConnect)
 	gp.OnRequest().DoFunc(p.handleRequest)
-	gp.OnResponse().DoFunc(p.handleResponse)
 	return gp
 }
 
@@ -247,6 +246,9 @@ func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTri
 	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
 		resp, err := t.RoundTrip(req)
 		if err == nil {
+			if st.route != nil {
+				resp = p.maskResponse(resp, st)
+			}
 			return resp, nil
 		}
 		st.ownResp = true
@@ -260,18 +262,37 @@ func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTri
 	})
 }
 
-// handleResponse masks intercepted responses as they stream.
-func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
-	st, _ := ctx.UserData.(*reqState)
-	if resp == nil || st == nil || st.route == nil || st.ownResp {
-		return resp
-	}
+// smallJSON is the largest JSON response sent with a Content-Length
+// instead of chunked: the masker buffers JSON whole anyway, and a known
+// length lets goproxy write the response in two writes instead of five.
+const smallJSON = 256 << 10
+
+// maskResponse masks an intercepted response as it streams. It runs inside
+// the round trip, before goproxy sees the response: goproxy switches any
+// body its response handlers replace to chunked encoding.
+func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	eng, err := st.route.resp.engine()
 	if err != nil {
 		resp.Body.Close()
+		st.ownResp = true
 		return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "masking is not available: "+err.Error())
 	}
+	length := resp.ContentLength
 	counts := eng.WrapResponse(resp)
+	hasBody := resp.Request == nil || resp.Request.Method != http.MethodHead
+	if counts.Form() == "json" && hasBody && length >= 0 && length <= smallJSON {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		p.masked.Add(int64(counts.Total()))
+		if err != nil {
+			st.ownResp = true
+			return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "reading the response: "+err.Error())
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return resp
+	}
 	resp.Body = &countingBody{ReadCloser: resp.Body, counts: counts, total: &p.masked}
 	return resp
 }
