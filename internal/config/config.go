@@ -115,6 +115,13 @@ type Approval struct {
 // Audit configures session recording.
 type Audit struct {
 	Dir string `yaml:"dir"`
+	// OnError says what a run does when its session log cannot be written
+	// (disk full or failing, recorder overwhelmed): "stop" the run or
+	// "continue" without a complete log, loudly either way.
+	OnError string `yaml:"on_error"`
+	// OTLPEndpoint, when set, is an OTLP/HTTP logs endpoint that receives a
+	// copy of every event; the local file stays the source of truth.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
 }
 
 // Defaults returns the configuration used where nothing else is set.
@@ -130,6 +137,7 @@ func Defaults() Config {
 			Replacement: "[MASKED:{{.Name}}]",
 		},
 		Approval: Approval{Timeout: 120 * time.Second, Headless: "deny"},
+		Audit:    Audit{OnError: "stop"},
 	}
 }
 
@@ -191,6 +199,14 @@ func (c *Config) validate() error {
 	}
 	if err := c.oneOf("approval.headless", c.Approval.Headless, "deny", "fail"); err != nil {
 		return err
+	}
+	if err := c.oneOf("audit.on_error", c.Audit.OnError, "stop", "continue"); err != nil {
+		return err
+	}
+	if c.Audit.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.Audit.OTLPEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return c.errorf("audit.otlp_endpoint", "%q is not an http(s) URL", c.Audit.OTLPEndpoint)
+		}
 	}
 	if c.Approval.Timeout <= 0 {
 		return c.errorf("approval.timeout", "must be a positive duration like 120s")
