@@ -190,6 +190,7 @@ func TestWatchStreamsChanges(t *testing.T) {
 	}
 	next(t, w, func(l []approval.Request) bool { return len(l) == 0 })
 	a := ask(t.Context(), q, req("a", "r", "a.example.com"))
+	waitPending(t, q, 1)
 	ask(t.Context(), q, req("b", "r", "b.example.com"))
 	next(t, w, func(l []approval.Request) bool { return len(l) == 2 && l[0].ID == "a" && l[1].ID == "b" })
 	q.Decide("a", approval.Deny, "terminal")
