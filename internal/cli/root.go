@@ -40,6 +40,7 @@ CREWGATE_<KEY>, with dots and dashes as underscores (CREWGATE_APPROVAL_TIMEOUT).
 		newRunCmd(f),
 		newDemoCmd(f),
 		newSecretCmd(f),
+		newApproveCmd(f),
 		newVersionCmd(f),
 		newManCmd(f),
 	)
