@@ -1,0 +1,296 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/crewgate/crewgate/internal/identity"
+)
+
+// eval reports whether every condition of r holds. With a non-nil tr it also
+// records the conditions that held and the first one that failed, and why;
+// explanations are only built when tr is set, so Decide pays nothing for them.
+func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
+	if r.methods != nil {
+		if !slices.ContainsFunc(r.methods, func(m string) bool { return strings.EqualFold(m, in.Method) }) {
+			if tr != nil {
+				tr.fail("methods", "%s not in [%s]", in.Method, strings.Join(r.methods, " "))
+			}
+			return false
+		}
+		tr.held("methods")
+	}
+	if r.hosts != nil {
+		if !slices.ContainsFunc(r.hosts, func(h hostPattern) bool { return h.match(in.host) }) {
+			if tr != nil {
+				tr.fail("hosts", "%s not in [%s]", in.host, hostList(r.hosts))
+			}
+			return false
+		}
+		tr.held("hosts")
+	}
+	if r.path != nil {
+		if !r.path.match(in.Path) && (in.clean == "" || !r.path.match(in.clean)) {
+			switch {
+			case tr == nil:
+			case in.clean != "":
+				tr.fail("path", "%q (cleaned %q) does not match %q", in.Path, in.clean, r.path.pat)
+			default:
+				tr.fail("path", "%q does not match %q", in.Path, r.path.pat)
+			}
+			return false
+		}
+		tr.held("path")
+	}
+	for _, h := range r.headers {
+		vals := in.Header[h.name]
+		if len(vals) == 0 {
+			if tr != nil {
+				tr.fail("headers."+h.name, "%s is absent", h.name)
+			}
+			return false
+		}
+		if !slices.ContainsFunc(vals, h.re.MatchString) {
+			// Header values may be credentials: never echo them.
+			if tr != nil {
+				tr.fail("headers."+h.name, "no %s value matches %q", h.name, h.re.String())
+			}
+			return false
+		}
+		if tr != nil {
+			tr.held("headers." + h.name)
+		}
+	}
+	if r.groups != nil {
+		if id == nil {
+			if tr != nil {
+				tr.fail("groups", "no identity (not logged in), so in none of [%s]", strings.Join(r.groups, " "))
+			}
+			return false
+		}
+		if !slices.ContainsFunc(r.groups, func(g string) bool { return slices.Contains(id.Groups, g) }) {
+			if tr != nil {
+				tr.fail("groups", "the identity's groups [%s] include none of [%s]", strings.Join(id.Groups, " "), strings.Join(r.groups, " "))
+			}
+			return false
+		}
+		tr.held("groups")
+	}
+	if r.notGroups != nil {
+		// No identity is in no group: a not_groups condition then holds, so
+		// "deny unless in group X" fails closed.
+		if id != nil {
+			if i := slices.IndexFunc(r.notGroups, func(g string) bool { return slices.Contains(id.Groups, g) }); i >= 0 {
+				if tr != nil {
+					tr.fail("not_groups", "the identity is in %s", r.notGroups[i])
+				}
+				return false
+			}
+		}
+		tr.held("not_groups")
+	}
+	for _, c := range r.claims {
+		if id == nil {
+			if tr != nil {
+				tr.fail("claims."+c.name, "no identity (not logged in)")
+			}
+			return false
+		}
+		v, ok := claim(id, c.name)
+		if !ok {
+			if tr != nil {
+				tr.fail("claims."+c.name, "the identity has no %s claim", c.name)
+			}
+			return false
+		}
+		if !claimMatches(v, c.value) {
+			if tr != nil {
+				tr.fail("claims."+c.name, "%s is %s, not %q", c.name, claimText(v), c.value)
+			}
+			return false
+		}
+		if tr != nil {
+			tr.held("claims." + c.name)
+		}
+	}
+	if r.body != nil {
+		if !r.body.Match(in.Body) {
+			switch {
+			case tr == nil:
+			case in.BodyTruncated:
+				tr.fail("body", "no match for %q in the first %d bytes of a longer body", r.body.String(), len(in.Body))
+			default:
+				tr.fail("body", "no match for %q in the %d-byte body", r.body.String(), len(in.Body))
+			}
+			return false
+		}
+		tr.held("body")
+	}
+	return true
+}
+
+func (h hostPattern) match(host string) bool {
+	if h.suffix {
+		return strings.HasSuffix(host, h.name) // h.name starts with "."
+	}
+	return host == h.name
+}
+
+func hostList(hs []hostPattern) string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.name
+		if h.suffix {
+			out[i] = "*" + h.name
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// claim looks a claim up in the verified ID-token claims, falling back to
+// the identity's own fields for the standard ones.
+func claim(id *identity.Identity, name string) (any, bool) {
+	if v, ok := id.Claims[name]; ok {
+		return v, true
+	}
+	switch {
+	case name == "sub" && id.Subject != "":
+		return id.Subject, true
+	case name == "email" && id.Email != "":
+		return id.Email, true
+	case name == "name" && id.Name != "":
+		return id.Name, true
+	}
+	return nil, false
+}
+
+// claimMatches compares a claim with a rule's value: a string claim must
+// equal it, a list claim must contain it, and any other claim (number,
+// boolean, null, object) must have it as its JSON text.
+func claimMatches(v any, want string) bool {
+	switch v := v.(type) {
+	case []any:
+		return slices.ContainsFunc(v, func(e any) bool { return scalarMatches(e, want) })
+	case []string:
+		return slices.Contains(v, want)
+	}
+	return scalarMatches(v, want)
+}
+
+func scalarMatches(v any, want string) bool {
+	if s, ok := v.(string); ok {
+		return s == want
+	}
+	return claimText(v) == want
+}
+
+// claimText is a claim's JSON text, for comparison and for explanations.
+func claimText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%v", v)
+	}
+	return string(b)
+}
+
+// glob is a compiled path pattern: '*' matches any run of characters ('/'
+// included), '?' one character.
+type glob struct {
+	pat  string
+	kind int // globExact, globPrefix or globGeneral
+	lit  string
+}
+
+const (
+	globExact   = iota // no wildcard: lit == pattern
+	globPrefix         // lit followed by one '*'
+	globGeneral        // anything else
+)
+
+func compileGlob(pat string) (*glob, error) {
+	switch {
+	case !utf8.ValidString(pat):
+		return nil, fmt.Errorf("not UTF-8")
+	case pat[0] != '/' && pat[0] != '*':
+		if strings.Contains(pat, "://") {
+			return nil, fmt.Errorf("a path glob starts with '/' or '*'; put the host in hosts")
+		}
+		return nil, fmt.Errorf("a path glob starts with '/' or '*'")
+	}
+	if i := strings.IndexAny(pat, "[]{}\\"); i >= 0 {
+		return nil, fmt.Errorf("%q is not supported: only '*' and '?' are special in a path glob", pat[i:i+1])
+	}
+	if strings.ContainsFunc(pat, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, fmt.Errorf("control characters are not allowed")
+	}
+	g := &glob{pat: pat, kind: globGeneral}
+	switch star := strings.IndexByte(pat, '*'); {
+	case strings.IndexByte(pat, '?') >= 0:
+	case star < 0:
+		g.kind, g.lit = globExact, pat
+	case star == len(pat)-1:
+		g.kind, g.lit = globPrefix, pat[:star]
+	}
+	return g, nil
+}
+
+func (g *glob) match(s string) bool {
+	switch g.kind {
+	case globExact:
+		return s == g.lit
+	case globPrefix:
+		return strings.HasPrefix(s, g.lit)
+	}
+	return globMatch(g.pat, s)
+}
+
+// globMatch is the linear-time wildcard match with one backtrack point
+// (research.swtch.com/glob); '?' and a star's restart step over whole UTF-8
+// characters.
+func globMatch(pat, s string) bool {
+	px, sx := 0, 0
+	nextPx, nextSx := 0, -1
+	for px < len(pat) || sx < len(s) {
+		if px < len(pat) {
+			switch c := pat[px]; c {
+			case '*':
+				nextPx, nextSx = px, sx+charLen(s, sx)
+				px++
+				continue
+			case '?':
+				if sx < len(s) {
+					px++
+					sx += charLen(s, sx)
+					continue
+				}
+			default:
+				if sx < len(s) && s[sx] == c {
+					px++
+					sx++
+					continue
+				}
+			}
+		}
+		if nextSx >= 0 && nextSx <= len(s) {
+			px, sx = nextPx, nextSx
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// charLen is the length of the character at s[i:], 1 past the end.
+func charLen(s string, i int) int {
+	if i >= len(s) {
+		return 1
+	}
+	if s[i] < utf8.RuneSelf {
+		return 1
+	}
+	_, n := utf8.DecodeRuneInString(s[i:])
+	return n
+}

@@ -1,0 +1,350 @@
+// Package policy decides what happens to each request a crew sends through
+// crewgate. The config's rules are compiled once; Decide evaluates them in
+// order and the first rule whose every condition holds decides (allow, deny
+// or approve). A request that no rule matches is allowed. Explain evaluates
+// every rule and says why each one did or did not match, for
+// `crewgate policy explain`.
+//
+// Conditions are checked cheapest first, in this order: methods, hosts, path,
+// headers, groups, not_groups, claims, body. Explain reports the first one
+// that fails in that order.
+//
+// Path globs: '*' matches any run of characters, '/' included, so
+// "/v1/deploy*" matches "/v1/deploy", "/v1/deploy/x" and "/v1/deployments";
+// '?' matches exactly one character; everything else matches itself. A glob
+// is matched against the decoded URL path as sent and, when they differ,
+// against its cleaned form (repeated slashes collapsed, "." and ".." segments
+// resolved), and holds when either matches: "/v1//deploy" cannot slip past
+// "/v1/deploy*". The query string is never part of the path.
+//
+// Body conditions see at most MaxBody bytes: a longer body is matched on its
+// first MaxBody bytes only, so text after that prefix is invisible to every
+// rule, deny rules included.
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/crewgate/crewgate/internal/config"
+	"github.com/crewgate/crewgate/internal/identity"
+)
+
+// MaxBody is how much of a request body rules with a body condition see (a
+// prefix; never more is buffered).
+const MaxBody = 1 << 20
+
+// Actions a rule can take.
+const (
+	Allow   = "allow"
+	Deny    = "deny"
+	Approve = "approve"
+)
+
+// Request is what a rule can look at.
+type Request struct {
+	Method        string // upper-case
+	Host          string // lower-case, no port
+	Path          string // URL path as sent (req.URL.Path); "" for a CONNECT
+	Header        http.Header
+	Body          []byte // at most MaxBody bytes of the body, nil when the caller did not read it
+	BodyTruncated bool   // the body is longer than Body
+}
+
+// Decision is the outcome of evaluating the rules for one request.
+type Decision struct {
+	Action string // "allow", "deny" or "approve"; "allow" with Rule "" when no rule matched
+	Rule   string // the deciding rule's name
+	Reason string // the rule's reason, "" when none
+}
+
+// Policy is a compiled, immutable rule list; it is safe for concurrent use.
+type Policy struct {
+	rules     []rule
+	needsBody bool
+}
+
+// rule is one compiled config.Rule. A nil slice or pointer is an unset
+// condition.
+type rule struct {
+	name, action, reason string
+
+	methods   []string
+	hosts     []hostPattern
+	path      *glob
+	headers   []headerCond // sorted by name
+	groups    []string
+	notGroups []string
+	claims    []claimCond // sorted by name
+	body      *bodyRegexp
+}
+
+type hostPattern struct {
+	name   string // lower-case; for "*.example.com" this is ".example.com"
+	suffix bool
+}
+
+type headerCond struct {
+	name string // canonical form
+	re   *regexp.Regexp
+}
+
+type claimCond struct {
+	name, value string
+}
+
+// methods a rule may name.
+var knownMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
+}
+
+// hostRE is a host name or IPv4 address, or "*." and a name.
+var hostRE = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+
+// Compile checks and compiles cfg.Rules. Errors are *config.Error with
+// cfg.File and the line of the offending key, naming the key and what is
+// wrong.
+func Compile(cfg *config.Config) (*Policy, error) {
+	p := &Policy{rules: make([]rule, 0, len(cfg.Rules))}
+	seen := map[string]int{} // rule name -> index
+	for i, cr := range cfg.Rules {
+		c := compiler{cfg: cfg, key: fmt.Sprintf("rules[%d]", i)}
+		if j, dup := seen[cr.Name]; dup {
+			return nil, c.errorf(".name", "rule %q is already defined as rules[%d]; rule names must be unique", cr.Name, j)
+		}
+		r, err := c.rule(cr)
+		if err != nil {
+			return nil, err
+		}
+		seen[cr.Name] = i
+		p.rules = append(p.rules, r)
+		p.needsBody = p.needsBody || r.body != nil
+	}
+	return p, nil
+}
+
+// Len is the number of rules.
+func (p *Policy) Len() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.rules)
+}
+
+// NeedsBody reports whether any rule has a body condition, so the proxy reads
+// bodies only then.
+func (p *Policy) NeedsBody() bool { return p != nil && p.needsBody }
+
+// Decide returns the first matching rule's decision; no match allows. id may
+// be nil (not logged in): a groups or claims condition then does not match
+// and a not_groups condition matches, so deny rules fail closed.
+func (p *Policy) Decide(r *Request, id *identity.Identity) Decision {
+	if p == nil {
+		return Decision{Action: Allow}
+	}
+	in := prepare(r)
+	for i := range p.rules {
+		ru := &p.rules[i]
+		if ru.eval(&in, id, nil) {
+			return ru.decision()
+		}
+	}
+	return Decision{Action: Allow}
+}
+
+func (r *rule) decision() Decision {
+	return Decision{Action: r.action, Rule: r.name, Reason: r.reason}
+}
+
+// compiler turns one config.Rule into a rule, with errors at its keys.
+type compiler struct {
+	cfg *config.Config
+	key string // "rules[3]"
+}
+
+func (c compiler) errorf(sub, format string, args ...any) error {
+	key := c.key + sub
+	e := &config.Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	if line := c.cfg.Line(key); line > 0 {
+		e.File, e.Line = c.cfg.File, line
+	}
+	return e
+}
+
+func (c compiler) rule(cr config.Rule) (rule, error) {
+	r := rule{name: cr.Name, action: cr.Action, reason: cr.Reason}
+	switch {
+	case cr.Name == "":
+		return r, c.errorf(".name", "every rule needs a name")
+	case !printable(cr.Name):
+		return r, c.errorf(".name", "%q has control characters or is not UTF-8", cr.Name)
+	}
+	switch cr.Action {
+	case Allow, Deny, Approve:
+	default:
+		return r, c.errorf(".action", "%q is not one of allow, deny, approve", cr.Action)
+	}
+	m := cr.Match
+	if m.Hosts == nil && m.Methods == nil && m.Path == "" && len(m.Headers) == 0 && m.Body == "" &&
+		m.Groups == nil && m.NotGroups == nil && len(m.Claims) == 0 {
+		return r, c.errorf(".match", "rule %q has no condition, so it would match every request; "+
+			"use an explicit catch-all path: '/*' (or '*', which also matches CONNECT requests, whose path is empty)", cr.Name)
+	}
+
+	if m.Methods != nil {
+		if len(m.Methods) == 0 {
+			return r, c.errorf(".match.methods", "an empty list never matches; remove the key or name a method")
+		}
+		for i, meth := range m.Methods {
+			up := strings.ToUpper(meth)
+			if !slices.Contains(knownMethods, up) {
+				return r, c.errorf(fmt.Sprintf(".match.methods[%d]", i), "unknown method %q; use one of %s", meth, strings.Join(knownMethods, ", "))
+			}
+			if !slices.Contains(r.methods, up) {
+				r.methods = append(r.methods, up)
+			}
+		}
+	}
+	if m.Hosts != nil {
+		if len(m.Hosts) == 0 {
+			return r, c.errorf(".match.hosts", "an empty list never matches; remove the key or name a host")
+		}
+		for i, h := range m.Hosts {
+			low := strings.ToLower(strings.TrimSuffix(h, "."))
+			if !hostRE.MatchString(low) {
+				return r, c.errorf(fmt.Sprintf(".match.hosts[%d]", i), "%q is not a host name or *.suffix (no scheme, port or path)", h)
+			}
+			if s, ok := strings.CutPrefix(low, "*"); ok {
+				r.hosts = append(r.hosts, hostPattern{name: s, suffix: true})
+			} else {
+				r.hosts = append(r.hosts, hostPattern{name: low})
+			}
+		}
+	}
+	if m.Path != "" {
+		g, err := compileGlob(m.Path)
+		if err != nil {
+			return r, c.errorf(".match.path", "bad path glob %q: %v", m.Path, err)
+		}
+		r.path = g
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
+		sub := ".match.headers." + name
+		if !validHeaderName(name) {
+			return r, c.errorf(sub, "%q is not a header name", name)
+		}
+		re, err := compileRegexp(m.Headers[name])
+		if err != nil {
+			return r, c.errorf(sub, "%v", err)
+		}
+		r.headers = append(r.headers, headerCond{name: http.CanonicalHeaderKey(name), re: re})
+	}
+	if m.Groups != nil {
+		if len(m.Groups) == 0 {
+			return r, c.errorf(".match.groups", "an empty list never matches; remove the key or name a group")
+		}
+		if err := c.names(".match.groups", m.Groups); err != nil {
+			return r, err
+		}
+		r.groups = slices.Clone(m.Groups)
+	}
+	if m.NotGroups != nil {
+		if len(m.NotGroups) == 0 {
+			return r, c.errorf(".match.not_groups", "an empty list always holds; remove the key or name a group")
+		}
+		if err := c.names(".match.not_groups", m.NotGroups); err != nil {
+			return r, err
+		}
+		r.notGroups = slices.Clone(m.NotGroups)
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.Claims)) {
+		if name == "" || !printable(name) {
+			return r, c.errorf(".match.claims", "%q is not a claim name", name)
+		}
+		r.claims = append(r.claims, claimCond{name: name, value: m.Claims[name]})
+	}
+	if m.Body != "" {
+		re, err := compileRegexp(m.Body)
+		if err != nil {
+			return r, c.errorf(".match.body", "%v", err)
+		}
+		r.body = newBodyRegexp(re)
+	}
+	return r, nil
+}
+
+func (c compiler) names(sub string, list []string) error {
+	for i, g := range list {
+		if g == "" || !printable(g) {
+			return c.errorf(fmt.Sprintf("%s[%d]", sub, i), "%q is not a group name", g)
+		}
+	}
+	return nil
+}
+
+func compileRegexp(expr string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+		return nil, fmt.Errorf("bad regular expression %q: %s (Go RE2 syntax)", expr, msg)
+	}
+	return re, nil
+}
+
+func printable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// input is a Request with the normalised host and the cleaned path worked out
+// once per decision rather than once per rule.
+type input struct {
+	*Request
+	host  string
+	clean string // the cleaned path when it differs from Path, else ""
+}
+
+func prepare(r *Request) input {
+	in := input{Request: r, host: r.Host}
+	if strings.HasSuffix(in.host, ".") || strings.ContainsFunc(in.host, func(c rune) bool { return 'A' <= c && c <= 'Z' }) {
+		in.host = strings.ToLower(strings.TrimSuffix(in.host, "."))
+	}
+	if c := cleanPath(r.Path); c != r.Path {
+		in.clean = c
+	}
+	return in
+}
+
+// cleanPath resolves what a server might: repeated slashes, "." and ".."
+// segments. A trailing slash is kept.
+func cleanPath(p string) string {
+	if !strings.HasPrefix(p, "/") || !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
