@@ -47,11 +47,11 @@ func writeHeader(w io.Writer, lg *Log, res *Result) {
 	if ver == "" {
 		ver = "unknown"
 	}
-	digest := st.ConfigDigest
-	if len(digest) > 12 {
-		digest = digest[:12]
+	if digest := st.ConfigDigest; digest != "" {
+		fmt.Fprintf(w, "crewgate %s  config sha256:%s\n", ver, digest[:min(12, len(digest))])
+	} else {
+		fmt.Fprintf(w, "crewgate %s\n", ver)
 	}
-	fmt.Fprintf(w, "crewgate %s  config sha256:%s\n", ver, digest)
 	if res != nil {
 		fmt.Fprintf(w, "chain    %s\n", res)
 	}

@@ -38,6 +38,7 @@ CREWGATE_<KEY>, with dots and dashes as underscores (CREWGATE_APPROVAL_TIMEOUT).
 		newLogoutCmd(f),
 		newStatusCmd(f),
 		newRunCmd(f),
+		newSessionsCmd(f),
 		newDemoCmd(f),
 		newSecretCmd(f),
 		newApproveCmd(f),
