@@ -41,6 +41,7 @@ CREWGATE_<KEY>, with dots and dashes as underscores (CREWGATE_APPROVAL_TIMEOUT).
 		newSessionsCmd(f),
 		newDemoCmd(f),
 		newSecretCmd(f),
+		newPolicyCmd(f),
 		newApproveCmd(f),
 		newVersionCmd(f),
 		newManCmd(f),

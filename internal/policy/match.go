@@ -49,14 +49,14 @@ func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
 		vals := in.Header[h.name]
 		if len(vals) == 0 {
 			if tr != nil {
-				tr.fail("headers."+h.name, "%s is absent", h.name)
+				tr.fail("headers."+h.name, "absent")
 			}
 			return false
 		}
 		if !slices.ContainsFunc(vals, h.re.MatchString) {
 			// Header values may be credentials: never echo them.
 			if tr != nil {
-				tr.fail("headers."+h.name, "no %s value matches %q", h.name, h.re.String())
+				tr.fail("headers."+h.name, "no value matches %s", quote(h.re.String()))
 			}
 			return false
 		}
@@ -121,9 +121,9 @@ func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
 			switch {
 			case tr == nil:
 			case in.BodyTruncated:
-				tr.fail("body", "no match for %q in the first %d bytes of a longer body", r.body.String(), len(in.Body))
+				tr.fail("body", "no match for %s in the first %d bytes of a longer body", quote(r.body.String()), len(in.Body))
 			default:
-				tr.fail("body", "no match for %q in the %d-byte body", r.body.String(), len(in.Body))
+				tr.fail("body", "no match for %s in the %d-byte body", quote(r.body.String()), len(in.Body))
 			}
 			return false
 		}

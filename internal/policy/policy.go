@@ -294,9 +294,18 @@ func compileRegexp(expr string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
-		return nil, fmt.Errorf("bad regular expression %q: %s (Go RE2 syntax)", expr, msg)
+		return nil, fmt.Errorf("bad regular expression %s: %s (Go RE2 syntax)", quote(expr), msg)
 	}
 	return re, nil
+}
+
+// quote shows a pattern the way it is written in YAML single quotes, so
+// that backslashes read as written; %q when that would be ambiguous.
+func quote(s string) string {
+	if printable(s) && !strings.Contains(s, "'") {
+		return "'" + s + "'"
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 func printable(s string) bool {

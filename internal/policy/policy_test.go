@@ -85,7 +85,7 @@ rules:
     match: {path: "/v1/deploy*", not_groups: [ml-deployers]}
 `
 
-func TestDecide(t *testing.T) {
+func TestPolicyDecide(t *testing.T) {
 	isolate(t)
 	allow := Decision{Action: "allow"}
 	tests := []struct {
@@ -247,7 +247,7 @@ rules:
 	}
 }
 
-func TestCompileErrors(t *testing.T) {
+func TestPolicyCompileErrors(t *testing.T) {
 	isolate(t)
 	tests := []struct {
 		name    string
@@ -257,7 +257,7 @@ func TestCompileErrors(t *testing.T) {
 		message string
 	}{
 		{"bad body regex", "rules:\n  - name: r\n    action: deny\n    match:\n      body: '(unclosed'\n",
-			"rules[0].match.body", 5, "bad regular expression \"(unclosed\": missing closing )"},
+			"rules[0].match.body", 5, "bad regular expression '(unclosed': missing closing )"},
 		{"lookahead is not RE2", "rules:\n  - name: r\n    action: deny\n    match: {body: 'a(?=b)'}\n",
 			"rules[0].match.body", 4, "invalid or unsupported Perl syntax"},
 		{"bad header regex", "rules:\n  - name: r\n    action: deny\n    match:\n      headers:\n        X-Env: '[prod'\n",
@@ -310,7 +310,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 // Compile checks what config.Load checks too, for configs built in code.
-func TestCompileWithoutFile(t *testing.T) {
+func TestPolicyCompileWithoutFile(t *testing.T) {
 	for _, r := range []config.Rule{
 		{Name: "", Action: "deny", Match: config.Match{Path: "*"}},
 		{Name: "r", Action: "block", Match: config.Match{Path: "*"}},
@@ -333,7 +333,7 @@ func TestCompileWithoutFile(t *testing.T) {
 	}
 }
 
-func TestNeedsBody(t *testing.T) {
+func TestPolicyNeedsBody(t *testing.T) {
 	isolate(t)
 	if mustCompile(t, "rules: [{name: r, action: deny, match: {path: '*'}}]").NeedsBody() {
 		t.Error("NeedsBody without a body rule")
@@ -343,7 +343,7 @@ func TestNeedsBody(t *testing.T) {
 	}
 }
 
-func TestExplain(t *testing.T) {
+func TestPolicyExplain(t *testing.T) {
 	isolate(t)
 	p := mustCompile(t, designRules+`
   - name: env
@@ -355,10 +355,10 @@ func TestExplain(t *testing.T) {
 `)
 	ex := p.Explain(req("DELETE", "crm.example.com", "/v1//deploy", "X-Env", "prod-secret-value"), alice)
 	want := []RuleResult{
-		{Name: "no-drop-table", Action: "deny", Condition: "body", Why: `no match for "(?i)\\bdrop\\s+table\\b" in the 0-byte body`},
+		{Name: "no-drop-table", Action: "deny", Condition: "body", Why: `no match for '(?i)\bdrop\s+table\b' in the 0-byte body`},
 		{Name: "confirm-deletes", Action: "approve", Reason: "deletes data in the CRM", Matched: true, Held: []string{"methods", "hosts"}},
 		{Name: "deploy-needs-group", Action: "deny", Held: []string{"path"}, Condition: "not_groups", Why: "the identity is in ml-deployers"},
-		{Name: "env", Action: "allow", Held: []string{"methods"}, Condition: "headers.X-Env", Why: `no X-Env value matches "^dev$"`},
+		{Name: "env", Action: "allow", Held: []string{"methods"}, Condition: "headers.X-Env", Why: `no value matches '^dev$'`},
 		{Name: "verified", Action: "allow", Condition: "claims.email_verified", Why: `email_verified is true, not "false"`},
 	}
 	if len(ex.Rules) != len(want) {
@@ -377,7 +377,7 @@ func TestExplain(t *testing.T) {
 	if ex.Decided != 1 || ex.Decision != (Decision{"approve", "confirm-deletes", "deletes data in the CRM"}) {
 		t.Errorf("decided %d: %+v", ex.Decided, ex.Decision)
 	}
-	if got := ex.Rules[0].Failure(); got != `body: no match for "(?i)\\bdrop\\s+table\\b" in the 0-byte body` {
+	if got := ex.Rules[0].Failure(); got != `body: no match for '(?i)\bdrop\s+table\b' in the 0-byte body` {
 		t.Errorf("Failure = %q", got)
 	}
 
@@ -390,7 +390,7 @@ func TestExplain(t *testing.T) {
 	}
 }
 
-func TestGlob(t *testing.T) {
+func TestPolicyGlob(t *testing.T) {
 	tests := []struct {
 		pat, s string
 		want   bool
@@ -431,7 +431,7 @@ func TestGlob(t *testing.T) {
 	}
 }
 
-func TestCleanPath(t *testing.T) {
+func TestPolicyCleanPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                 "",
 		"/":                "/",
@@ -450,7 +450,7 @@ func TestCleanPath(t *testing.T) {
 }
 
 // Decide only reads the policy: it is safe from many goroutines.
-func TestDecideConcurrent(t *testing.T) {
+func TestPolicyDecideConcurrent(t *testing.T) {
 	isolate(t)
 	p := mustCompile(t, designRules)
 	done := make(chan bool)

@@ -7,7 +7,7 @@ import (
 
 // The prefilter never changes an answer: bodyRegexp matches exactly what
 // the plain regular expression matches.
-func TestBodyPrefilterIsExact(t *testing.T) {
+func TestPolicyBodyPrefilterIsExact(t *testing.T) {
 	patterns := []string{
 		`(?i)\bdrop\s+table\b`, `drop table`, `(?i)desk`, `(?i)SKIP`, `(?i)straße`, `a+bc{2,}`,
 		`(?i)(select|insert)\s+into`, `x?yz*`, `\x{FFFD}abc`, `(?i)ab(cd)+ef`, `(ab){0,3}cd`, `^$`,

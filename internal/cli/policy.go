@@ -1,0 +1,305 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crewgate/crewgate/internal/config"
+	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/policy"
+)
+
+const policyHint = "fix it, then run 'crewgate policy check' again"
+
+func newPolicyCmd(f *factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check the policy rules and explain their decisions",
+		Long: `Rules in the config's 'rules:' list decide what happens to each request the
+crew sends: the first rule whose every condition holds decides (allow, deny or
+approve); a request that no rule matches is allowed.`,
+	}
+	cmd.AddCommand(newPolicyCheckCmd(f), newPolicyExplainCmd(f))
+	return cmd
+}
+
+// policyConfig loads the config and compiles its rules; every error is a
+// config error (exit 4) that names file:line.
+func (f *factory) policyConfig() (*config.Config, *policy.Policy, error) {
+	cfg, err := f.config(nil)
+	if err != nil {
+		return nil, nil, &exitError{code: exitConfig, err: err, hint: policyHint}
+	}
+	pol, err := policy.Compile(cfg)
+	if err != nil {
+		return nil, nil, &exitError{code: exitConfig, err: err, hint: policyHint}
+	}
+	return cfg, pol, nil
+}
+
+func newPolicyCheckCmd(f *factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config and its rules",
+		Long: `Load the config file and compile its rules. Every problem is reported with
+the file and line of the offending key (bad regular expression, bad path glob,
+unknown method, rule with no condition, duplicate rule name, unknown key, ...)
+and exits 4. Prints a one-line summary when all is well.`,
+		Example: `  crewgate policy check
+  crewgate --config ./crewgate.yaml policy check`,
+		Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			cfg, pol, err := f.policyConfig()
+			if err != nil {
+				return err
+			}
+			if cfg.File == "" {
+				fmt.Fprintf(f.errOut, "note: no config file (%s does not exist); checked the defaults\n", config.DefaultFile())
+			}
+			fmt.Fprintf(f.out, "ok: %s, %s\n", plural(pol.Len(), "rule"), plural(len(cfg.Upstreams), "upstream"))
+			return nil
+		},
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+type policyExplainOptions struct {
+	f *factory
+
+	method  string
+	url     string
+	body    string   // file name, "-" for stdin
+	groups  []string // a synthetic identity with these groups
+	headers []string // "Name: value"
+}
+
+func newPolicyExplainCmd(f *factory) *cobra.Command {
+	opts := &policyExplainOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "explain METHOD URL",
+		Short: "Show which rule decides a request, and why, without sending it",
+		Long: `Evaluate every rule for the request METHOD URL and print, rule by rule,
+whether it matched or which condition failed and why, then the decision. It
+also says which upstream (if any) the host belongs to, and what default_action
+does with a host that belongs to none. Nothing is sent.
+
+The identity is the logged-in one (from the identity cache) unless --group is
+given, which makes up an identity with just those groups. Without a login or
+--group there is no identity: groups and claims conditions do not match and
+not_groups conditions do.
+
+Body conditions see the first 1 MiB of --body (a file, or - for stdin); with
+no --body the body is empty.`,
+		Example: `  crewgate policy explain DELETE https://crm.example.com/v1/contacts/7
+  crewgate policy explain POST https://api.example.com/v1/deploy --group ml-deployers
+  crewgate policy explain POST https://db.example.com/sql --body query.json --header 'Content-Type: application/json'`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.method, opts.url = args[0], args[1]
+			return policyExplainRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.body, "body", "", "read the request body from `FILE` ('-' for stdin)")
+	fl.StringArrayVar(&opts.groups, "group", nil, "explain for a made-up identity in group `G` (repeatable) instead of the logged-in one")
+	fl.StringArrayVar(&opts.headers, "header", nil, "add request header `'NAME: VALUE'` (repeatable)")
+	return cmd
+}
+
+func policyExplainRun(_ context.Context, opts *policyExplainOptions) error {
+	f := opts.f
+	req, shown, err := opts.request()
+	if err != nil {
+		return err
+	}
+	cfg, pol, err := f.policyConfig()
+	if err != nil {
+		return err
+	}
+
+	var id *identity.Identity
+	var who string
+	switch {
+	case len(opts.groups) > 0:
+		id = &identity.Identity{Subject: "(--group)", Groups: opts.groups}
+		who = fmt.Sprintf("made up by --group: groups [%s], no claims", strings.Join(opts.groups, " "))
+	default:
+		id, err = identity.LoadCache(cfg.IdentityFile())
+		switch {
+		case errors.Is(err, identity.ErrNotLoggedIn):
+			id = nil
+			who = "none (not logged in): groups and claims conditions do not match, not_groups conditions do"
+		case err != nil:
+			return &exitError{code: exitFailure, what: "policy explain: reading the identity cache", err: err,
+				hint: "run 'crewgate login' to sign in again, or pass --group"}
+		default:
+			who = id.Subject
+			if id.Email != "" {
+				who += " <" + id.Email + ">"
+			}
+			who += fmt.Sprintf(", groups [%s] (logged in)", strings.Join(id.Groups, " "))
+		}
+	}
+
+	ex := pol.Explain(req, id)
+	out := f.out
+	fmt.Fprintf(out, "request:  %s %s\n", req.Method, shown)
+	if req.Body != nil {
+		note := ""
+		if req.BodyTruncated {
+			note = fmt.Sprintf(" (body conditions see only the first %d bytes)", policy.MaxBody)
+		}
+		fmt.Fprintf(out, "body:     %d bytes from %s%s\n", len(req.Body), opts.body, note)
+	}
+	fmt.Fprintf(out, "identity: %s\n", who)
+
+	up := upstreamFor(cfg, req.Host)
+	refused, tunneled := false, false
+	switch {
+	case up != nil:
+		fmt.Fprintf(out, "upstream: %s (intercepted: the rules see the method, path, headers and body)\n", up.Name)
+	case cfg.DefaultAction == "deny":
+		refused = true
+		fmt.Fprintf(out, "upstream: none; default_action deny refuses %s before any rule\n", req.Host)
+	default:
+		tunneled = true
+		fmt.Fprintf(out, "upstream: none; default_action tunnel passes %s through uninspected (crewgate never sees the method, path, headers or body)\n", req.Host)
+	}
+
+	if len(ex.Rules) == 0 {
+		fmt.Fprintln(out, "rules:    none")
+	} else {
+		fmt.Fprintln(out, "rules (first match wins):")
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		for i, r := range ex.Rules {
+			var verdict string
+			switch {
+			case i == ex.Decided:
+				verdict = "MATCH, decides"
+			case r.Matched:
+				verdict = fmt.Sprintf("match, not reached (rule %d decides)", ex.Decided+1)
+			default:
+				verdict = "no: " + r.Failure()
+			}
+			fmt.Fprintf(w, "  %d.\t%s\t%s\t%s\n", i+1, r.Name, r.Action, verdict)
+		}
+		w.Flush()
+	}
+
+	d := ex.Decision
+	switch {
+	case refused:
+		fmt.Fprintf(out, "decision: deny (default_action deny; no upstream claims %s)\n", req.Host)
+	case d.Rule == "":
+		fmt.Fprintln(out, "decision: allow (no rule matched)")
+	case d.Reason != "":
+		fmt.Fprintf(out, "decision: %s by rule %s: %s\n", d.Action, d.Rule, d.Reason)
+	default:
+		fmt.Fprintf(out, "decision: %s by rule %s\n", d.Action, d.Rule)
+	}
+	if tunneled {
+		fmt.Fprintf(out, "note: the rules were evaluated as if crewgate saw the whole request; for a tunneled host it sees only the host name\n")
+	}
+	return nil
+}
+
+// request builds the policy request from the arguments and flags, and the
+// URL as it will be shown.
+func (opts *policyExplainOptions) request() (*policy.Request, string, error) {
+	raw := opts.url
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return nil, "", usageErrorf("policy explain: %q is not an http(s) URL", opts.url)
+	}
+	method := strings.ToUpper(opts.method)
+	if method == "" || strings.ContainsAny(method, " \t/:") {
+		return nil, "", usageErrorf("policy explain: %q is not an HTTP method", opts.method)
+	}
+	req := &policy.Request{
+		Method: method,
+		Host:   strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")),
+		Path:   u.Path,
+		Header: http.Header{},
+	}
+	if req.Path == "" {
+		req.Path = "/" // what a client sends for an empty path
+	}
+	for _, h := range opts.headers {
+		name, value, ok := strings.Cut(h, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, "", usageErrorf("policy explain: --header %q: use 'NAME: VALUE'", h)
+		}
+		req.Header.Add(name, strings.TrimSpace(value))
+	}
+	if opts.body != "" {
+		if req.Body, req.BodyTruncated, err = readBodyPrefix(opts.f.in, opts.body); err != nil {
+			return nil, "", &exitError{code: exitFailure, what: "policy explain: reading --body", err: err, hint: "check the file name"}
+		}
+	}
+	u.User = nil // never echo credentials from the URL
+	return req, u.String(), nil
+}
+
+// readBodyPrefix reads at most policy.MaxBody bytes of name ("-": stdin), as
+// the proxy would, and says whether there was more.
+func readBodyPrefix(stdin io.Reader, name string) ([]byte, bool, error) {
+	r := stdin
+	if name != "-" {
+		file, err := os.Open(name)
+		if err != nil {
+			return nil, false, err
+		}
+		defer file.Close()
+		r = file
+	}
+	if r == nil {
+		r = strings.NewReader("")
+	}
+	b, err := io.ReadAll(io.LimitReader(r, policy.MaxBody+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(b) > policy.MaxBody {
+		return b[:policy.MaxBody], true, nil
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, false, nil
+}
+
+// upstreamFor finds the upstream that claims host as the proxy does: the
+// first configured upstream with an exact name or a "*.suffix" that fits.
+func upstreamFor(cfg *config.Config, host string) *config.Upstream {
+	for i, u := range cfg.Upstreams {
+		for _, h := range u.Hosts {
+			if suffix, ok := strings.CutPrefix(h, "*."); ok {
+				if strings.HasSuffix(host, "."+suffix) {
+					return &cfg.Upstreams[i]
+				}
+			} else if host == h {
+				return &cfg.Upstreams[i]
+			}
+		}
+	}
+	return nil
+}
