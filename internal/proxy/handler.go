@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -10,16 +11,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/crewgate/crewgate/internal/approval"
 	"github.com/crewgate/crewgate/internal/creds"
+	"github.com/crewgate/crewgate/internal/policy"
 )
 
-// maxLeakScan is how much of a request body is searched for placeholders.
-const maxLeakScan = 1 << 20
+// maxPrefix is how much of a request body is read before it is sent: what
+// placeholder checks, body rules and approval previews see.
+const maxPrefix = policy.MaxBody
+
+// maxPreview caps the masked body preview an approval prompt shows.
+const maxPreview = 2 << 10
 
 // Refusal kinds, sent in X-Crewgate-Error and the JSON body's "error".
 const (
@@ -32,13 +40,49 @@ const (
 	errUpstream    = "upstream-unreachable"
 	errNotAProxy   = "not-a-proxy-request"
 	errRequestMask = "request-masking-failed"
+	errPolicy      = "policy-denied"
 )
+
+// approvalErrors names the refusal for each way an approval can end in "no".
+var approvalErrors = map[string]string{
+	"denied":   "approval-denied",
+	"timeout":  "approval-timeout",
+	"headless": "approval-unavailable",
+	"shutdown": "approval-shutdown",
+}
 
 // reqState follows one request from the request handler to the response
 // handler.
 type reqState struct {
 	route   *route // nil: not intercepted
 	ownResp bool   // the response is crewgate's own (a refusal or error)
+
+	prefixRead bool
+	body       []byte // the first maxPrefix bytes of the request body
+	truncated  bool   // the body is longer than body
+}
+
+// prefix reads the first maxPrefix bytes of the request body once, and puts
+// them back in front of the rest so the upstream still gets all of it.
+func (st *reqState) prefix(req *http.Request) ([]byte, bool) {
+	if st.prefixRead {
+		return st.body, st.truncated
+	}
+	st.prefixRead = true
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, false
+	}
+	buf, _ := io.ReadAll(io.LimitReader(req.Body, maxPrefix+1))
+	if len(buf) > maxPrefix {
+		st.body, st.truncated = buf[:maxPrefix], true
+	} else {
+		st.body = buf
+	}
+	req.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+	return st.body, st.truncated
 }
 
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
@@ -81,6 +125,12 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 	ips, err := p.allowedIPs(ctx.Req.Context(), host)
 	if err != nil {
 		return p.rejectConnect(ctx, errAddress, "", err.Error()), hostport
+	}
+	// A tunnel shows crewgate only its host: rules on the host, the
+	// CONNECT method and the identity decide it.
+	preq := &policy.Request{Method: http.MethodConnect, Host: strings.ToLower(host), Header: http.Header{}}
+	if kind, rule, reason := p.decide(ctx.Req.Context(), preq, "https://"+hostport, nil); kind != "" {
+		return p.rejectConnect(ctx, kind, rule, reason), hostport
 	}
 	ctx.Dialer = p.tunnelDialer(ips, port)
 	p.tunnels.Add(1)
@@ -131,8 +181,18 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		}
 	}
 
-	if other := p.leakedPlaceholder(req, r); other != "" {
+	if other := p.leakedPlaceholder(req, r, st); other != "" {
 		return refuse(http.StatusForbidden, errLeak, "placeholder", "the request carries the placeholder of upstream "+other+", which belongs to its own host only")
+	}
+	if p.cfg.Policy != nil {
+		host, _ := splitHostPort(req.URL.Host, "")
+		preq := &policy.Request{Method: req.Method, Host: strings.ToLower(host), Path: req.URL.Path, Header: req.Header}
+		if p.cfg.Policy.NeedsBody() {
+			preq.Body, preq.BodyTruncated = st.prefix(req)
+		}
+		if kind, rule, reason := p.decide(req.Context(), preq, redactURL(req.URL), func() string { return p.previewOf(req, st) }); kind != "" {
+			return refuse(http.StatusForbidden, kind, rule, reason)
+		}
 	}
 
 	if r == nil {
@@ -205,10 +265,85 @@ func stripPlaceholder(h http.Header, placeholder string) {
 	}
 }
 
+// decide applies the policy, and asks the approver when a rule wants that.
+// It returns the refusal kind, rule and reason, or kind "" to go on.
+func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, preview func() string) (kind, rule, reason string) {
+	if p.cfg.Policy == nil {
+		return "", "", ""
+	}
+	d := p.cfg.Policy.Decide(preq, p.cfg.Identity)
+	switch d.Action {
+	case policy.Deny:
+		reason := d.Reason
+		if reason == "" {
+			reason = "denied by rule " + d.Rule
+		}
+		return errPolicy, d.Rule, reason
+	case policy.Approve:
+		if p.cfg.Approver == nil {
+			return approvalErrors["headless"], d.Rule, "rule " + d.Rule + " needs approval and nobody can be asked"
+		}
+		ar := approval.Request{
+			Session: p.cfg.Session, Method: preq.Method, URL: url, Host: preq.Host,
+			Rule: d.Rule, Reason: d.Reason, Identity: p.who,
+		}
+		if preview != nil {
+			ar.Preview = preview()
+		}
+		v := p.cfg.Approver.Ask(ctx, ar)
+		if v.Allow {
+			return "", "", ""
+		}
+		kind := approvalErrors[v.How]
+		if kind == "" {
+			kind = approvalErrors["denied"]
+		}
+		why := map[string]string{
+			"denied":   "the request was denied at the approval prompt",
+			"timeout":  "nobody approved the request in time",
+			"headless": "rule " + d.Rule + " needs approval and there is no terminal to ask",
+			"shutdown": "crewgate is shutting down",
+		}[v.How]
+		if why == "" {
+			why = "the request was not approved"
+		}
+		if d.Reason != "" {
+			why += " (" + d.Reason + ")"
+		}
+		return kind, d.Rule, why
+	}
+	return "", "", ""
+}
+
+// previewOf is the start of the request body as an approval prompt shows it:
+// masked, and cut to maxPreview bytes.
+func (p *Proxy) previewOf(req *http.Request, st *reqState) string {
+	body, truncated := st.prefix(req)
+	if len(body) == 0 {
+		return ""
+	}
+	eng, err := p.preview.engine()
+	if err != nil {
+		return "(preview unavailable)"
+	}
+	text := eng.MaskString(string(body[:min(len(body), maxPreview)]))
+	if truncated || len(body) > maxPreview {
+		text += " [...]"
+	}
+	return text
+}
+
+// redactURL is the URL without any user:password in it.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
 // leakedPlaceholder returns the name of an upstream whose placeholder the
 // request carries although it goes elsewhere: in its URL, headers or the
-// first maxLeakScan bytes of its body.
-func (p *Proxy) leakedPlaceholder(req *http.Request, to *route) string {
+// first maxPrefix bytes of its body.
+func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, st *reqState) string {
 	var others []*route
 	for _, r := range p.routes {
 		if r != to && r.Placeholder != "" {
@@ -223,15 +358,9 @@ func (p *Proxy) leakedPlaceholder(req *http.Request, to *route) string {
 	for name, vals := range req.Header {
 		head.WriteString("\n" + name + ": " + strings.Join(vals, ", "))
 	}
-	if req.Body != nil && req.Body != http.NoBody {
-		buf, _ := io.ReadAll(io.LimitReader(req.Body, maxLeakScan))
-		head.WriteString("\n")
-		head.Write(buf)
-		req.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
-	}
+	body, _ := st.prefix(req)
+	head.WriteString("\n")
+	head.Write(body)
 	for _, r := range others {
 		if bytes.Contains(head.Bytes(), []byte(r.Placeholder)) {
 			return r.Name

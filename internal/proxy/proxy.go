@@ -33,7 +33,10 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/mask"
+	"github.com/crewgate/crewgate/internal/policy"
 )
 
 // CredentialSource yields the real credential value for one upstream.
@@ -84,6 +87,14 @@ type Config struct {
 	// Resolver resolves host names before the deny check; nil means
 	// net.DefaultResolver.
 	Resolver Resolver
+	// Policy decides each request; nil allows everything.
+	Policy *policy.Policy
+	// Identity is who the crew runs as, for the policy's identity
+	// conditions and approval prompts; nil when nobody is logged in.
+	Identity *identity.Identity
+	// Approver asks a human about requests an approve rule matches; nil
+	// denies them, since approval fails closed.
+	Approver approval.Approver
 }
 
 // Resolver looks up host addresses.
@@ -107,8 +118,10 @@ type Proxy struct {
 	routes []*route
 	auth   []byte // the expected Proxy-Authorization value
 
-	direct *http.Transport // for hosts no upstream claims
-	lits   *literals       // credentials injected so far, masked everywhere
+	direct  *http.Transport // for hosts no upstream claims
+	lits    *literals       // credentials injected so far, masked everywhere
+	preview *maskers        // masks request bodies shown in approval prompts
+	who     string          // the identity as prompts show it
 
 	requests, denied, masked, tunnels atomic.Int64
 
@@ -177,6 +190,16 @@ func New(cfg Config) (*Proxy, error) {
 			}
 		}
 		p.routes = append(p.routes, r)
+	}
+	var err error
+	if p.preview, err = newMaskers(mask.Config{}, p.lits); err != nil {
+		return nil, fmt.Errorf("proxy: preview masking: %w", err)
+	}
+	if id := cfg.Identity; id != nil {
+		p.who = id.Subject
+		if id.Email != "" {
+			p.who += " <" + id.Email + ">"
+		}
 	}
 	p.gp = p.newGoproxy()
 	return p, nil
