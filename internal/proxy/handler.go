@@ -14,10 +14,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elazarl/goproxy"
 
 	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/policy"
 )
@@ -56,6 +58,12 @@ var approvalErrors = map[string]string{
 type reqState struct {
 	route   *route // nil: not intercepted
 	ownResp bool   // the response is crewgate's own (a refusal or error)
+
+	id       string    // the audit log's request id
+	start    time.Time // when crewgate got the request
+	rule     string    // the policy rule that decided, if any
+	decision string    // audit.DecisionAllow or audit.DecisionApprove once allowed
+	sent     *audit.BodyTap
 
 	prefixRead bool
 	body       []byte // the first maxPrefix bytes of the request body
@@ -129,10 +137,13 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 	// A tunnel shows crewgate only its host: rules on the host, the
 	// CONNECT method and the identity decide it.
 	preq := &policy.Request{Method: http.MethodConnect, Host: strings.ToLower(host), Header: http.Header{}}
-	if kind, rule, reason := p.decide(ctx.Req.Context(), preq, "https://"+hostport, nil); kind != "" {
-		return p.rejectConnect(ctx, kind, rule, reason), hostport
+	st := &reqState{id: p.nextID(), start: time.Now()}
+	v := p.decide(ctx.Req.Context(), preq, "https://"+hostport, st, nil)
+	if v.kind != "" {
+		return p.rejectConnect(ctx, v.kind, v.rule, v.reason), hostport
 	}
-	ctx.Dialer = p.tunnelDialer(ips, port)
+	p.record(p.requestEvent(ctx.Req, st, v.action, "", ""))
+	ctx.Dialer = p.countTunnel(p.tunnelDialer(ips, port), hostport, st)
 	p.tunnels.Add(1)
 	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, hostport
 }
@@ -141,7 +152,27 @@ func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, kind, rule, reason string) 
 	p.denied.Add(1)
 	p.log.Warn("request refused", "kind", kind, "method", "CONNECT", "host", ctx.Req.URL.Host, "reason", reason)
 	ctx.Resp = refusal(ctx.Req, p.cfg.Session, http.StatusForbidden, kind, rule, reason)
+	p.recordRefusal(ctx.Req, &reqState{id: p.nextID(), start: time.Now(), rule: rule}, ctx.Resp, kind, reason)
 	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
+}
+
+// countTunnel wraps a tunnel's dialer so the tunnel is recorded, with its
+// bytes each way, when it closes.
+func (p *Proxy) countTunnel(dial func(context.Context, string, string) (net.Conn, error), hostport string, st *reqState) func(context.Context, string, string) (net.Conn, error) {
+	if p.cfg.Recorder == nil {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c, done: func(up, down int64) {
+			p.record(audit.Event{Type: audit.TypeTunnel, ID: st.id, Tunnel: &audit.Tunnel{
+				Host: hostport, BytesUp: up, BytesDown: down, DurationMS: time.Since(st.start).Milliseconds(),
+			}})
+		}}, nil
+	}
 }
 
 // hijack407 completes the 407 status line goproxy has written.
@@ -154,22 +185,24 @@ func hijack407(_ *http.Request, conn net.Conn, _ *goproxy.ProxyCtx) {
 // inside an intercepted CONNECT.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	r, inMITM := ctx.UserData.(*route)
-	st := &reqState{route: r}
+	st := &reqState{route: r, id: p.nextID(), start: time.Now()}
 	ctx.UserData = st
 	refuse := func(code int, kind, rule, reason string) (*http.Request, *http.Response) {
 		if code == http.StatusForbidden {
 			p.denied.Add(1)
 		}
 		st.ownResp = true
+		st.rule = rule
 		p.log.Warn("request refused", "kind", kind, "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "reason", reason)
-		return req, refusal(req, p.cfg.Session, code, kind, rule, reason)
+		resp := refusal(req, p.cfg.Session, code, kind, rule, reason)
+		p.recordRefusal(req, st, resp, kind, reason)
+		return req, resp
 	}
 
 	p.requests.Add(1)
 	if !inMITM {
 		if !p.authorized(req.Header) {
-			st.ownResp = true
-			resp := refusal(req, p.cfg.Session, http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
+			_, resp := refuse(http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
 			resp.Header.Set("Proxy-Authenticate", `Basic realm="crewgate"`)
 			return req, resp
 		}
@@ -181,8 +214,13 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		}
 	}
 
+	if p.cfg.Recorder != nil {
+		st.prefix(req) // the log shows a masked preview of the body as sent
+	}
 	if other := p.leakedPlaceholder(req, r, st); other != "" {
-		return refuse(http.StatusForbidden, errLeak, "placeholder", "the request carries the placeholder of upstream "+other+", which belongs to its own host only")
+		req2, resp := refuse(http.StatusForbidden, errLeak, "placeholder", "the request carries the placeholder of upstream "+other+", which belongs to its own host only")
+		p.record(audit.Event{Type: audit.TypeLeak, ID: st.id, Leak: &audit.Leak{Upstream: other, To: req.URL.Host}})
+		return req2, resp
 	}
 	if p.cfg.Policy != nil {
 		host, _ := splitHostPort(req.URL.Host, "")
@@ -190,9 +228,11 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		if p.cfg.Policy.NeedsBody() {
 			preq.Body, preq.BodyTruncated = st.prefix(req)
 		}
-		if kind, rule, reason := p.decide(req.Context(), preq, redactURL(req.URL), func() string { return p.previewOf(req, st) }); kind != "" {
-			return refuse(http.StatusForbidden, kind, rule, reason)
+		v := p.decide(req.Context(), preq, redactURL(req.URL), st, func() string { return p.previewOf(req, st) })
+		if v.kind != "" {
+			return refuse(http.StatusForbidden, v.kind, v.rule, v.reason)
 		}
+		st.rule, st.decision = v.rule, v.action
 	}
 
 	if r == nil {
@@ -265,11 +305,14 @@ func stripPlaceholder(h http.Header, placeholder string) {
 	}
 }
 
+// verdict is what decide concluded: a refusal kind, or "" to go on with
+// action (audit's allow or approve).
+type verdict struct{ kind, rule, reason, action string }
+
 // decide applies the policy, and asks the approver when a rule wants that.
-// It returns the refusal kind, rule and reason, or kind "" to go on.
-func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, preview func() string) (kind, rule, reason string) {
+func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, st *reqState, preview func() string) verdict {
 	if p.cfg.Policy == nil {
-		return "", "", ""
+		return verdict{action: audit.DecisionAllow}
 	}
 	d := p.cfg.Policy.Decide(preq, p.cfg.Identity)
 	switch d.Action {
@@ -278,10 +321,11 @@ func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, pr
 		if reason == "" {
 			reason = "denied by rule " + d.Rule
 		}
-		return errPolicy, d.Rule, reason
+		return verdict{kind: errPolicy, rule: d.Rule, reason: reason}
 	case policy.Approve:
 		if p.cfg.Approver == nil {
-			return approvalErrors["headless"], d.Rule, "rule " + d.Rule + " needs approval and nobody can be asked"
+			p.recordApproval(st.id, approval.Verdict{How: "headless"})
+			return verdict{kind: approvalErrors["headless"], rule: d.Rule, reason: "rule " + d.Rule + " needs approval and nobody can be asked"}
 		}
 		ar := approval.Request{
 			Session: p.cfg.Session, Method: preq.Method, URL: url, Host: preq.Host,
@@ -291,8 +335,9 @@ func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, pr
 			ar.Preview = preview()
 		}
 		v := p.cfg.Approver.Ask(ctx, ar)
+		p.recordApproval(st.id, v)
 		if v.Allow {
-			return "", "", ""
+			return verdict{rule: d.Rule, action: audit.DecisionApprove}
 		}
 		kind := approvalErrors[v.How]
 		if kind == "" {
@@ -310,9 +355,9 @@ func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, pr
 		if d.Reason != "" {
 			why += " (" + d.Reason + ")"
 		}
-		return kind, d.Rule, why
+		return verdict{kind: kind, rule: d.Rule, reason: why}
 	}
-	return "", "", ""
+	return verdict{rule: d.Rule, action: audit.DecisionAllow}
 }
 
 // previewOf is the start of the request body as an approval prompt shows it:
@@ -373,14 +418,30 @@ func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, st *reqState) st
 // own 502, so the crew always gets an answer it can read.
 func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTripper {
 	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		if p.cfg.Recorder != nil && req.Body != nil && req.Body != http.NoBody {
+			st.sent = audit.NewBodyTap(0)
+			req.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.TeeReader(req.Body, st.sent), req.Body}
+		}
 		resp, err := t.RoundTrip(req)
+		if st.decision == "" {
+			st.decision = audit.DecisionAllow
+		}
+		p.record(p.requestEvent(req, st, st.decision, "", ""))
 		if err == nil {
 			if st.route != nil {
-				resp = p.maskResponse(resp, st)
+				return p.maskResponse(resp, st), nil
+			}
+			if p.cfg.Recorder != nil {
+				resp.Body = &recordingBody{ReadCloser: resp.Body, p: p, st: st, status: resp.StatusCode, header: resp.Header,
+					stream: resp.ContentLength < 0}
 			}
 			return resp, nil
 		}
 		st.ownResp = true
+		defer func() { p.recordResponse(st, http.StatusBadGateway, nil, 0, nil, nil, false, err) }()
 		reason := "could not reach " + req.URL.Host + ": " + err.Error()
 		if errors.Is(err, errDeniedAddress) {
 			p.denied.Add(1)
@@ -409,10 +470,18 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	length := resp.ContentLength
 	counts := eng.WrapResponse(resp)
 	hasBody := resp.Request == nil || resp.Request.Method != http.MethodHead
+	var tap *audit.BodyTap
+	if p.cfg.Recorder != nil {
+		tap = audit.NewBodyTap(0) // taps the masked body: the log sees what the crew sees
+	}
 	if counts.Form() == "json" && hasBody && length >= 0 && length <= smallJSON {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		p.masked.Add(int64(counts.Total()))
+		if tap != nil {
+			tap.Write(body)
+		}
+		p.recordResponse(st, resp.StatusCode, resp.Header, int64(len(body)), counts, tap, false, err)
 		if err != nil {
 			st.ownResp = true
 			return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "reading the response: "+err.Error())
@@ -422,7 +491,8 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		return resp
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, counts: counts, total: &p.masked}
+	resp.Body = &recordingBody{ReadCloser: resp.Body, p: p, st: st, status: resp.StatusCode, header: resp.Header,
+		counts: counts, tap: tap, stream: counts.Form() == "sse" || length < 0}
 	return resp
 }
 

@@ -95,6 +95,8 @@ type Config struct {
 	// Approver asks a human about requests an approve rule matches; nil
 	// denies them, since approval fails closed.
 	Approver approval.Approver
+	// Recorder keeps the audit log; nil records nothing.
+	Recorder Recorder
 }
 
 // Resolver looks up host addresses.
