@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +22,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/ca"
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/mask"
+	"github.com/crewgate/crewgate/internal/policy"
 	"github.com/crewgate/crewgate/internal/proxy"
 	"github.com/crewgate/crewgate/internal/runner"
 )
@@ -32,6 +37,8 @@ import (
 type runOptions struct {
 	f    *factory
 	args []string
+
+	noTUI bool
 }
 
 func newRunCmd(f *factory) *cobra.Command {
@@ -55,7 +62,7 @@ crewgate exits with the child's exit code (128+N when it died of signal N).`,
   crewgate run -- curl https://api.openai.com/v1/models`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := f.config(nil)
+			cfg, err := f.config(flagMap(cmd, "approval.timeout", "approve-timeout"))
 			if err != nil {
 				return err
 			}
@@ -64,6 +71,8 @@ crewgate exits with the child's exit code (128+N when it died of signal N).`,
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().Duration("approve-timeout", 0, "how long an approval prompt waits before it denies (config key approval.timeout, default 120s)")
+	cmd.Flags().BoolVar(&opts.noTUI, "no-tui", false, "leave the terminal to the crew; answer approvals with 'crewgate approve' from another terminal")
 	return cmd
 }
 
@@ -75,10 +84,46 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	}
 	session := newSessionID(f.now())
 
+	pol, err := policy.Compile(cfg)
+	if err != nil {
+		return err
+	}
 	ups, err := buildUpstreams(ctx, f, cfg)
 	if err != nil {
 		return err
 	}
+	// The identity feeds policy conditions, prompts and the log; a run
+	// without an oidc upstream may have none.
+	id, _ := identity.LoadCache(cfg.IdentityFile())
+
+	rec, err := openRecorder(f, cfg, session, id, opts.args)
+	if err != nil {
+		return err
+	}
+	// runCtx ends the child for crewgate's own reasons only: the terminal's
+	// signals are the runner's business.
+	runCtx, stopChild := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChild()
+	go func() {
+		select {
+		case <-rec.Failed():
+			fmt.Fprintf(f.errOut, "crewgate: the session log cannot be written (%v); stopping the crew (audit.on_error: stop)\n", rec.Err())
+			stopChild()
+		case <-runCtx.Done():
+		}
+	}()
+
+	queue := approval.NewQueue(approval.Options{Timeout: cfg.Approval.Timeout, Headless: true})
+	defer queue.Close()
+	if cfg.Approval.Headless == "fail" {
+		queue.OnDecision(func(r approval.Request, v approval.Verdict) {
+			if v.How == "headless" {
+				fmt.Fprintf(f.errOut, "crewgate: rule %s needs approval and there is no terminal to ask; stopping the crew (approval.headless: fail)\n", r.Rule)
+				stopChild()
+			}
+		})
+	}
+	go approval.Serve(runCtx, approval.SocketPath(session), queue)
 
 	var hosts []string
 	for _, u := range cfg.Upstreams {
@@ -107,6 +152,10 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		Session:       session,
 		UpstreamProxy: ownUpstreamProxy(),
 		Logger:        slog.Default(),
+		Policy:        pol,
+		Identity:      id,
+		Approver:      queue,
+		Recorder:      rec,
 	})
 	if err != nil {
 		return &exitError{code: exitConfig, what: "run", err: err}
@@ -132,7 +181,7 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 
 	// The child's signals are the runner's business: a Ctrl-C must not stop
 	// the proxy before the child has finished with it.
-	code, err := runner.Run(context.WithoutCancel(ctx), runner.Cmd{
+	code, err := runner.Run(runCtx, runner.Cmd{
 		Args:       opts.args,
 		Env:        env,
 		Stdin:      f.in,
@@ -140,8 +189,13 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		Stderr:     f.errOut,
 		Foreground: foreground(f.in),
 	})
+	queue.Close() // what still waits is denied
+	p.Close()
 	st := p.Stats()
-	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked\n", session, st.Requests, st.Denied, st.Masked)
+	if cerr := rec.Close(audit.Event{End: &audit.End{ExitCode: code}}); cerr != nil {
+		fmt.Fprintf(f.errOut, "crewgate: closing the session log: %v\n", cerr)
+	}
+	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked; log: %s\n", session, st.Requests, st.Denied, st.Masked, rec.Path())
 	if err != nil {
 		return &exitError{code: code, what: "run", err: err, hint: "check the command name and that it is on PATH"}
 	}
@@ -176,6 +230,36 @@ func warnNoProxy(f *factory, cfg *config.Config) {
 			}
 		}
 	}
+}
+
+// openRecorder starts the session's audit log. A run that cannot be
+// recorded does not start.
+func openRecorder(f *factory, cfg *config.Config, session string, id *identity.Identity, args []string) (*audit.Recorder, error) {
+	start := audit.Start{Command: args, Version: versionString(), ConfigDigest: configDigest(cfg)}
+	if id != nil {
+		start.Identity = audit.Identity{Subject: id.Subject, Email: id.Email, Name: id.Name, Issuer: id.Issuer, Groups: id.Groups}
+	}
+	rec, err := audit.Open(sessionsDir(cfg), session, audit.Event{Start: &start}, audit.Options{
+		OnError:      cfg.Audit.OnError,
+		OTLPEndpoint: cfg.Audit.OTLPEndpoint,
+		// audit reports each kind of trouble once.
+		Warn: func(err error) { fmt.Fprintf(f.errOut, "crewgate: audit: %v\n", err) },
+	})
+	if err != nil {
+		return nil, &exitError{code: exitFailure, what: "run: opening the session log", err: err,
+			hint: "check audit.dir (" + sessionsDir(cfg) + "): the crew does not run unrecorded"}
+	}
+	return rec, nil
+}
+
+// configDigest identifies the configuration a session ran with.
+func configDigest(cfg *config.Config) string {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // silentExit ends crewgate with a code and no message: the child's own.

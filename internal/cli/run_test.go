@@ -143,6 +143,30 @@ exit 7`
 		t.Error("the child can reach the keyring: DBUS_SESSION_BUS_ADDRESS was kept")
 	}
 	s.outputs.WriteString(string(env))
+
+	// The session was recorded, verifies, and its log holds no credential
+	// (assertNowhere searches every file under HOME, the log included).
+	logs, _ := filepath.Glob(filepath.Join(s.home, ".local", "state", "crewgate", "sessions", "*.jsonl"))
+	if len(logs) != 1 {
+		t.Fatalf("session logs: %v", logs)
+	}
+	id := strings.TrimSuffix(filepath.Base(logs[0]), ".jsonl")
+	if !strings.Contains(r.stderr, "log: "+logs[0]) {
+		t.Errorf("the summary does not name the log:\n%s", r.stderr)
+	}
+	if v := s.run("", "sessions", "verify", id[:8]); v.code != 0 {
+		t.Errorf("sessions verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+	list := s.run("", "sessions", "list", "--json")
+	if !strings.Contains(list.stdout, `"denied": 1`) && !strings.Contains(list.stdout, `"denied":1`) {
+		t.Errorf("sessions list --json:\n%s", list.stdout)
+	}
+	log, _ := os.ReadFile(logs[0])
+	for _, want := range []string{`"refusal":"egress-denied"`, `[MASKED:credential]`, `"Authorization":["[REDACTED]"]`} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("the log lacks %s", want)
+		}
+	}
 	s.assertNowhere("the real secret", demoSecret)
 }
 
