@@ -420,3 +420,32 @@ func TestDemo(t *testing.T) {
 		t.Error("the demo left its key in the keyring")
 	}
 }
+
+// TestRunHeadlessApprovalDenies: with no terminal and nobody attached
+// through 'crewgate approve', a request that needs approval is denied at
+// once and never reaches the upstream.
+func TestRunHeadlessApprovalDenies(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl missing; run scripts/test.sh")
+	}
+	api := newStandIn(t)
+	s := runSandbox(t, api, `rules:
+  - name: confirm-deletes
+    action: approve
+    reason: deletes data
+    match: {methods: [DELETE]}
+`)
+	start := time.Now()
+	r := s.run("", "run", "--", "sh", "-c", `curl -sS -X DELETE https://api.example.com/v1/files/1 -H "Authorization: Bearer $OPENAI_API_KEY"; echo; curl -sS https://api.example.com/v1/models -H "Authorization: Bearer $OPENAI_API_KEY"`)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the headless denial took %s", d)
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, `"error":"approval-unavailable","rule":"confirm-deletes"`) {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.auths) != 1 {
+		t.Errorf("the stand-in got %d requests, want only the allowed GET", len(api.auths))
+	}
+}
