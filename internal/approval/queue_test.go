@@ -60,6 +60,18 @@ func waitPending(t *testing.T, q *approval.Queue, n int) []approval.Request {
 	}
 }
 
+// askNow asks and fails the test when Ask waits instead of answering at once.
+func askNow(t *testing.T, q *approval.Queue, r approval.Request) approval.Verdict {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	v := q.Ask(ctx, r)
+	if ctx.Err() != nil {
+		t.Errorf("Ask(%q) waited instead of answering at once", r.ID)
+	}
+	return v
+}
+
 func verdict(t *testing.T, ch <-chan approval.Verdict) approval.Verdict {
 	t.Helper()
 	select {
@@ -156,7 +168,7 @@ func TestAllowSessionGrantsRuleAndHost(t *testing.T) {
 	}
 	// The same rule and host, however spelled, passes without waiting.
 	for _, host := range []string{"crm.example.com", "CRM.Example.com:443"} {
-		v := q.Ask(t.Context(), req("", "confirm", host))
+		v := askNow(t, q, req("", "confirm", host))
 		if !v.Allow || v.How != "grant" || v.By != "" {
 			t.Errorf("%s: verdict %+v, want allowed by the grant", host, v)
 		}
@@ -179,7 +191,7 @@ func TestGrantExpiresAfterTTL(t *testing.T) {
 	verdict(t, first)
 
 	clk.Add(59 * time.Second)
-	if v := q.Ask(t.Context(), req("", "confirm", "crm.example.com")); v.How != "grant" {
+	if v := askNow(t, q, req("", "confirm", "crm.example.com")); v.How != "grant" {
 		t.Fatalf("before the TTL: verdict %+v, want the grant", v)
 	}
 	clk.Add(time.Second)
@@ -192,7 +204,7 @@ func TestTimeoutDenies(t *testing.T) {
 	q := approval.NewQueue(approval.Options{Timeout: 30 * time.Millisecond})
 	defer q.Close()
 	start := time.Now()
-	v := q.Ask(t.Context(), req("1", "confirm", "crm.example.com"))
+	v := verdict(t, ask(t.Context(), q, req("1", "confirm", "crm.example.com")))
 	if v.Allow || v.How != "timeout" || v.By != "" {
 		t.Fatalf("verdict %+v, want a timeout deny", v)
 	}
@@ -244,7 +256,7 @@ func TestCloseDeniesPendingAndLater(t *testing.T) {
 	}
 	// Later asks deny at once, even where a grant would have allowed.
 	for _, host := range []string{"a.example.com", "crm.example.com"} {
-		if v := q.Ask(t.Context(), req("", "confirm", host)); v.Allow || v.How != "shutdown" {
+		if v := askNow(t, q, req("", "confirm", host)); v.Allow || v.How != "shutdown" {
 			t.Errorf("%s after Close: %+v, want a shutdown deny", host, v)
 		}
 	}
@@ -253,7 +265,7 @@ func TestCloseDeniesPendingAndLater(t *testing.T) {
 func TestHeadless(t *testing.T) {
 	q := approval.NewQueue(approval.Options{Headless: true})
 	defer q.Close()
-	v := q.Ask(t.Context(), req("1", "confirm", "crm.example.com"))
+	v := askNow(t, q, req("1", "confirm", "crm.example.com"))
 	if v.Allow || v.How != "headless" {
 		t.Fatalf("headless: %+v, want a headless deny", v)
 	}
@@ -269,10 +281,10 @@ func TestHeadless(t *testing.T) {
 	q.Decide("2", approval.AllowSession, "terminal")
 	verdict(t, ch)
 	q.SetHeadless(true)
-	if v := q.Ask(t.Context(), req("3", "confirm", "crm.example.com")); !v.Allow || v.How != "grant" {
+	if v := askNow(t, q, req("3", "confirm", "crm.example.com")); !v.Allow || v.How != "grant" {
 		t.Errorf("headless with a grant: %+v, want the grant", v)
 	}
-	if v := q.Ask(t.Context(), req("4", "confirm", "other.example.com")); v.How != "headless" {
+	if v := askNow(t, q, req("4", "confirm", "other.example.com")); v.How != "headless" {
 		t.Errorf("headless without a grant: %+v, want a headless deny", v)
 	}
 
@@ -286,7 +298,7 @@ func TestHeadless(t *testing.T) {
 	}
 	detach()
 	detach()
-	if v := q.Ask(t.Context(), req("6", "confirm", "other.example.com")); v.How != "headless" {
+	if v := askNow(t, q, req("6", "confirm", "other.example.com")); v.How != "headless" {
 		t.Errorf("after detach: %+v, want a headless deny", v)
 	}
 }
@@ -334,8 +346,8 @@ func TestOnDecisionOncePerVerdict(t *testing.T) {
 	if got.Waited != 7*time.Second {
 		t.Errorf("Waited %v, want 7s on the Now clock", got.Waited)
 	}
-	q.Ask(t.Context(), req("2", "confirm", "crm.example.com"))   // grant
-	q.Ask(t.Context(), req("3", "confirm", "other.example.com")) // timeout
+	q.Ask(t.Context(), req("2", "confirm", "crm.example.com"))                // grant
+	verdict(t, ask(t.Context(), q, req("3", "confirm", "other.example.com"))) // timeout
 	q.SetHeadless(true)
 	q.Ask(t.Context(), req("4", "confirm", "other.example.com")) // headless
 	q.Close()

@@ -214,7 +214,9 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 	if v := awaitVerdict(t, second); !v.Allow || v.How != "session" {
 		t.Errorf("verdict %+v, want allowed for the session", v)
 	}
-	if v := s.q.Ask(t.Context(), deleteRequest("", "other.example.com")); v.How != "grant" {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if v := s.q.Ask(ctx, deleteRequest("", "other.example.com")); v.How != "grant" {
 		t.Errorf("the same rule and host again: %+v, want the grant", v)
 	}
 	third := s.ask(t, deleteRequest("9", "crm.example.com"))
