@@ -3,6 +3,8 @@ package approval_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -460,5 +462,28 @@ func TestPreviewIsBounded(t *testing.T) {
 	p := waitPending(t, q, 1)[0].Preview
 	if len(p) > approval.MaxPreview || len(p) < approval.MaxPreview-1 || !utf8.ValidString(p) {
 		t.Errorf("preview of %d bytes (valid UTF-8: %v), want at most %d", len(p), utf8.ValidString(p), approval.MaxPreview)
+	}
+}
+
+// TestTimeoutsLeaveNoGoroutines: a waiting request holds only its own
+// goroutine and a timer, and both are gone when it times out.
+func TestTimeoutsLeaveNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	q := approval.NewQueue(approval.Options{Timeout: 2 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q.Ask(t.Context(), req(strconv.Itoa(i), "r", "h"))
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines before, %d after the timeouts", before, runtime.NumGoroutine())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
