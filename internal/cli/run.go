@@ -123,7 +123,11 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 			}
 		})
 	}
-	go approval.Serve(runCtx, approval.SocketPath(session), queue)
+	go func() {
+		if err := approval.Serve(runCtx, approval.SocketPath(session), queue); err != nil && runCtx.Err() == nil {
+			fmt.Fprintf(f.errOut, "crewgate: approvals: %v; 'crewgate approve' cannot reach this session\n", err)
+		}
+	}()
 
 	var hosts []string
 	for _, u := range cfg.Upstreams {

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bufio"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -447,5 +448,93 @@ func TestRunHeadlessApprovalDenies(t *testing.T) {
 	defer api.mu.Unlock()
 	if len(api.auths) != 1 {
 		t.Errorf("the stand-in got %d requests, want only the allowed GET", len(api.auths))
+	}
+}
+
+// TestRunApproveFromAnotherTerminal answers a crew's approval prompts with
+// 'crewgate approve' in a second process: allow for the session, after
+// which the same request passes without asking.
+func TestRunApproveFromAnotherTerminal(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl missing; run scripts/test.sh")
+	}
+	api := newStandIn(t)
+	s := runSandbox(t, api, `rules:
+  - name: confirm-deletes
+    action: approve
+    reason: deletes data
+    match: {methods: [DELETE]}
+`)
+	runDir := filepath.Join(s.home, "run")
+	os.Mkdir(runDir, 0o700)
+	s.env = append(s.env, "XDG_RUNTIME_DIR="+runDir)
+	goFile := filepath.Join(s.home, "go")
+	del := `curl -sS -o /dev/null -w '%{http_code}\n' -X DELETE https://api.example.com/v1/files/1 -H "Authorization: Bearer $OPENAI_API_KEY"`
+	crew := exec.Command(crewgateBin, "run", "--no-tui", "--", "sh", "-c",
+		`while [ ! -f `+goFile+` ]; do sleep 0.05; done; `+del+`; `+del)
+	crew.Env = s.env
+	var crewOut, crewErr strings.Builder
+	crew.Stdout, crew.Stderr = &crewOut, &crewErr
+	if err := crew.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer crew.Process.Kill()
+	for i := 0; ; i++ {
+		if socks, _ := filepath.Glob(filepath.Join(runDir, "crewgate", "*.sock")); len(socks) == 1 {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("no control socket\n%s", crewErr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	approve := exec.Command(crewgateBin, "approve")
+	approve.Env = s.env
+	in, _ := approve.StdinPipe()
+	out, _ := approve.StdoutPipe()
+	errPipe, _ := approve.StderrPipe()
+	if err := approve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer approve.Process.Kill()
+	go func() {
+		sc := bufio.NewScanner(errPipe)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "Watching session") {
+				os.WriteFile(goFile, nil, 0o600) // the approver is attached: let the crew go
+			}
+		}
+	}()
+	requests := 0
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "request" {
+			requests++
+			if f[2] != "DELETE" {
+				t.Errorf("prompt: %s", sc.Text())
+			}
+			io.WriteString(in, "s "+f[1]+"\n")
+		}
+	}
+	if err := approve.Wait(); err != nil {
+		t.Errorf("approve: %v", err)
+	}
+	if err := crew.Wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, crewErr.String())
+	}
+	if got := crewOut.String(); got != "200\n200\n" {
+		t.Errorf("the crew got %q, want two 200s\n%s", got, crewErr.String())
+	}
+	if requests != 1 {
+		t.Errorf("approve was asked %d times, want once (the session grant covers the second)", requests)
+	}
+	logs, _ := filepath.Glob(filepath.Join(s.home, ".local", "state", "crewgate", "sessions", "*.jsonl"))
+	if len(logs) != 1 {
+		t.Fatalf("logs: %v", logs)
+	}
+	b, _ := os.ReadFile(logs[0])
+	if !strings.Contains(string(b), `"by":"approve:`) || !strings.Contains(string(b), `"how":"grant"`) {
+		t.Errorf("the log does not show who approved and the grant:\n%s", b)
 	}
 }
