@@ -12,9 +12,12 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/ca"
 )
 
@@ -61,7 +64,7 @@ type benchRig struct {
 
 const benchHost = "api.example.com" // the upstream's test certificate covers it
 
-func newBenchRig(b *testing.B, h http.Handler) *benchRig {
+func newBenchRig(b *testing.B, h http.Handler, rec ...Recorder) *benchRig {
 	b.Helper()
 	up := httptest.NewTLSServer(h) // HTTP/1.1 only, like the intercepted side
 	b.Cleanup(up.Close)
@@ -70,13 +73,17 @@ func newBenchRig(b *testing.B, h http.Handler) *benchRig {
 		b.Fatal(err)
 	}
 	u := &upstream{Server: up}
-	p, err := New(Config{
+	cfg := Config{
 		Upstreams: []Upstream{{
 			Name: "bench", Hosts: []string{benchHost}, Source: staticSource{token: realSecret},
 			Placeholder: placeholder, Address: u.addr(), RootCAs: u.pool(),
 		}},
 		CA: sessionCA, Credential: proxyCred, Session: "bench",
-	})
+	}
+	if len(rec) > 0 {
+		cfg.Recorder = rec[0]
+	}
+	p, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -313,8 +320,18 @@ func BenchmarkSSEEvent(b *testing.B) {
 // connections, directly and through the proxy, all in one process; req/s is
 // the figure (scripts/bench.sh measures the same with crewgate and mitmproxy
 // as their own processes).
+//
+// "proxied+recording" is the same proxy with the session recorder writing
+// the hash-chained log to disk: its ratio to "proxied" is the cost of
+// recording.
 func BenchmarkThroughput1KiB(b *testing.B) {
 	r := newBenchRig(b, bench1KiBHandler())
+	rec, err := audit.Open(b.TempDir(), "bench", audit.Event{Start: &audit.Start{Command: []string{"bench"}}}, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rec.Close(audit.Event{End: &audit.End{}}) })
+	rr := newBenchRig(b, bench1KiBHandler(), rec)
 	for _, tc := range []struct {
 		name string
 		c    *http.Client
@@ -322,6 +339,7 @@ func BenchmarkThroughput1KiB(b *testing.B) {
 	}{
 		{"direct", r.direct, r.directURL("/v1/chat")},
 		{"proxied", r.proxied, r.proxiedURL("/v1/chat")},
+		{"proxied+recording", rr.proxied, rr.proxiedURL("/v1/chat")},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			t := tc.c.Transport.(*http.Transport)
@@ -338,4 +356,57 @@ func BenchmarkThroughput1KiB(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
+}
+
+// BenchmarkRecordingOverhead measures what the session recorder costs:
+// rounds of 16 keep-alive connections through a proxy without and with a
+// recorder writing the log to disk alternate, so both see the same machine;
+// "ratio" is recorded/unrecorded req/s (the median of the rounds). Run it
+// with -benchtime 10x for ten pairs of rounds.
+func BenchmarkRecordingOverhead(b *testing.B) {
+	rec, err := audit.Open(b.TempDir(), "bench", audit.Event{Start: &audit.Start{Command: []string{"bench"}}}, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rec.Close(audit.Event{End: &audit.End{}}) })
+	rigs := []*benchRig{newBenchRig(b, bench1KiBHandler()), newBenchRig(b, bench1KiBHandler(), rec)}
+	round := func(r *benchRig) float64 {
+		t := r.proxied.Transport.(*http.Transport)
+		t.MaxConnsPerHost, t.MaxIdleConnsPerHost = 16, 16
+		var n atomic.Int64
+		stop := time.Now().Add(300 * time.Millisecond)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					if _, err := fetch(r.proxied, r.proxiedURL("/v1/chat"), len(body1KiB)); err != nil {
+						b.Error(err)
+						return
+					}
+					n.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(n.Load()) / 0.3
+	}
+	round(rigs[0]) // warm both up
+	round(rigs[1])
+	var off, on, ratios []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a, c := round(rigs[0]), round(rigs[1])
+		off, on, ratios = append(off, a), append(on, c), append(ratios, c/a)
+	}
+	b.ReportMetric(median(off), "req/s-unrecorded")
+	b.ReportMetric(median(on), "req/s-recorded")
+	b.ReportMetric(median(ratios), "ratio")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -166,11 +166,6 @@ func (p *Proxy) recordResponse(st *reqState, status int, h http.Header, n int64,
 		Status: status, Bytes: n, Streamed: streamed,
 		DurationMS: time.Since(st.start).Milliseconds(),
 	}
-	var credHeader string
-	if st.route != nil {
-		credHeader = st.route.Header
-	}
-	r.Headers = audit.RedactHeaders(h, credHeader)
 	if counts != nil {
 		r.Masked, r.Scanned, r.Form = counts.ByDetector(), counts.Scanned(), counts.Form()
 	}
