@@ -83,6 +83,11 @@ upstreams:
     ca_file: %s
     credential: {source: secret, secret: openai}
     env: [OPENAI_API_KEY]
+rules:
+  - name: no-destructive-sql
+    action: deny
+    reason: agents never drop tables
+    match: {body: '(?i)\bdrop\s+table\b'}
 `, demo.Host, api.Addr, caFile),
 	}
 	for name, body := range files {
@@ -95,7 +100,7 @@ upstreams:
 	fmt.Fprintf(w, "crewgate demo\n")
 	fmt.Fprintf(w, "  stand-in OpenAI API on %s, posing as %s; it accepts only the real demo key\n", api.Addr, demo.Host)
 	fmt.Fprintf(w, "  the real key is in the OS keyring (profile %s); the agent gets a placeholder\n", demoProfile)
-	fmt.Fprintf(w, "  config: default_action deny, so hosts other than %s are refused\n", demo.Host)
+	fmt.Fprintf(w, "  config: default_action deny, so hosts other than %s are refused; a rule refuses SQL that drops tables\n", demo.Host)
 	fmt.Fprintf(w, "\n$ crewgate run -- python3 agent.py\n")
 
 	cmd := exec.CommandContext(ctx, exe, "--config", cfgFile, "--profile", demoProfile, "run", "--", python, agent)

@@ -404,6 +404,7 @@ func TestDemo(t *testing.T) {
 		"the model answered: Deploy notes: the CI user has AWS key [MASKED:aws_access_key], page [MASKED:email]",
 		"streaming the same answer: Deploy notes: the CI user has AWS key [MASKED:aws_access_key]",
 		"the key you sent me is [MASKED:credential].",
+		`the destructive prompt was refused: 403 {"error":"policy-denied","rule":"no-destructive-sql","reason":"agents never drop tables"`,
 		"https://example.com/ was refused: Tunnel connection failed: 403",
 		"http://169.254.169.254/latest/meta-data/ was refused: 403",
 	} {
