@@ -2,8 +2,10 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"testing"
@@ -118,7 +120,7 @@ func (g *eventGen) body() *Body {
 
 var genZones = []*time.Location{
 	time.UTC, time.Local, time.FixedZone("", 0), time.FixedZone("CET", 3600), time.FixedZone("X", -(9*3600 + 30*60)),
-	time.FixedZone("S", 45), time.FixedZone("N", -59), time.FixedZone("H", 14*3600), time.FixedZone("B", 23*3600 + 59*60),
+	time.FixedZone("S", 45), time.FixedZone("N", -59), time.FixedZone("H", 14*3600), time.FixedZone("B", 23*3600+59*60),
 	time.FixedZone("O", 24*3600), time.FixedZone("P", -25*3600), time.FixedZone("Q", 100*3600),
 }
 
@@ -287,4 +289,67 @@ func BenchmarkEncodeEvent(b *testing.B) {
 			}
 		}
 	})
+}
+
+// jsonLine is a log line as the recorder wrote it with encoding/json
+// before it had its own encoder.
+func jsonLine(t *testing.T, e Event) []byte {
+	t.Helper()
+	e.Hash = ""
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := data[:len(data)-1]
+	sum := sha256.Sum256(content)
+	return fmt.Appendf(nil, "%s,\"hash\":\"%x\"}\n", content, sum)
+}
+
+// TestRecordedLinesAreEncodingJSONLines records the sample session with the
+// fast encoder and with the encoding/json fallback and checks every line
+// against encoding/json.
+func TestRecordedLinesAreEncodingJSONLines(t *testing.T) {
+	defer func(ok bool) { fastEncodeOK = ok }(fastEncodeOK)
+	for _, fast := range []bool{true, false} {
+		fastEncodeOK = fast
+		path := writeSample(t, t.TempDir(), "s1")
+		lines := readLines(t, path)
+		lg, err := Read(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) != 13 || len(lg.Events) != len(lines) {
+			t.Fatalf("fast %v: %d lines, %d events", fast, len(lines), len(lg.Events))
+		}
+		for i, e := range lg.Events {
+			if want := jsonLine(t, e); !bytes.Equal(lines[i], want) {
+				t.Errorf("fast %v, line %d:\n got: %s\nwant: %s", fast, i+1, lines[i], want)
+			}
+		}
+	}
+}
+
+// TestRecordUnencodableTime: an event json.Marshal refuses becomes a gap
+// line, and the log still verifies.
+func TestRecordUnencodableTime(t *testing.T) {
+	r, err := Open(t.TempDir(), "s1", sampleStart(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Record(Event{Type: TypeTunnel, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Tunnel: &Tunnel{Host: "x:443"}})
+	r.Record(Event{Type: TypeTunnel, Time: at(10), Tunnel: &Tunnel{Host: "y:443"}})
+	if err := r.Close(Event{Time: at(20), End: &End{}}); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := Read(r.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lg.Events) != 4 || lg.Events[1].Type != TypeGap || lg.Events[1].Gap == nil || !lg.Events[1].Time.IsZero() ||
+		lg.Events[2].Tunnel == nil || lg.Events[2].Tunnel.Host != "y:443" {
+		t.Fatalf("events: %+v", lg.Events)
+	}
+	if res, err := Verify(r.Path()); err != nil || !res.OK {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
 }

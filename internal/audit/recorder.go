@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -89,7 +88,11 @@ type Recorder struct {
 	off       int64
 	prev      string
 	seq       int64
-	buf       bytes.Buffer
+	// The writer's scratch space, kept between batches: the lines being
+	// written, their events and the encoder.
+	buf   []byte
+	lines []Event
+	enc   eventEncoder
 }
 
 // Path is the session log file of session in dir.
@@ -307,11 +310,11 @@ func (r *Recorder) writeBatch(e Event) {
 		return
 	}
 	r.flushGap()
-	r.buf.Reset()
-	var lines []Event
+	r.buf = r.buf[:0]
+	lines := r.lines[:0]
 	r.appendLine(&e)
 	lines = append(lines, e)
-	for r.buf.Len() < 64<<10 {
+	for len(r.buf) < 64<<10 {
 		select {
 		case e := <-r.q:
 			r.appendLine(&e)
@@ -322,6 +325,9 @@ func (r *Recorder) writeBatch(e Event) {
 		break
 	}
 	r.commit(lines)
+	// Keep the slice, not what its events point to.
+	clear(lines)
+	r.lines = lines[:0]
 }
 
 // flushGap writes a gap line for events dropped since the last write.
@@ -330,7 +336,7 @@ func (r *Recorder) flushGap() {
 	if n == 0 {
 		return
 	}
-	r.buf.Reset()
+	r.buf = r.buf[:0]
 	g := Event{Type: TypeGap, Time: r.opts.Now(), Gap: &Gap{Dropped: n, Reason: "events dropped: queue full or log unwritable"}}
 	r.appendLine(&g)
 	if !r.commit([]Event{g}) {
@@ -341,7 +347,7 @@ func (r *Recorder) flushGap() {
 // commit writes r.buf; on failure it undoes a partial write and applies
 // OnError. It reports whether the lines are on disk.
 func (r *Recorder) commit(lines []Event) bool {
-	saved := r.buf.Bytes()
+	saved := r.buf
 	n, err := r.f.Write(saved)
 	if err == nil {
 		r.off += int64(n)
@@ -385,7 +391,7 @@ func (r *Recorder) finish(end Event) {
 	if end.End.DurationMS == 0 {
 		end.End.DurationMS = end.Time.Sub(r.started).Milliseconds()
 	}
-	r.buf.Reset()
+	r.buf = r.buf[:0]
 	r.appendLine(&end)
 	if !r.commit([]Event{end}) {
 		r.closeErr = r.Err()
@@ -400,14 +406,14 @@ func (r *Recorder) finish(end Event) {
 
 // write writes one event now (the start line, before the writer runs).
 func (r *Recorder) write(e Event) error {
-	r.buf.Reset()
+	r.buf = r.buf[:0]
 	r.appendLine(&e)
-	n, err := r.f.Write(r.buf.Bytes())
+	n, err := r.f.Write(r.buf)
 	if err != nil {
 		return err
 	}
 	r.off += int64(n)
-	r.otlp.enqueue(r.buf.Bytes(), []Event{e})
+	r.otlp.enqueue(r.buf, []Event{e})
 	return nil
 }
 
@@ -421,19 +427,29 @@ func (r *Recorder) appendLine(e *Event) {
 	}
 	e.Prev = r.prev
 	e.Hash = ""
-	data, err := json.Marshal(e)
-	if err != nil {
-		// Only an unencodable value gets here; record that rather than nothing.
-		data, _ = json.Marshal(Event{Seq: e.Seq, Type: TypeGap, Time: e.Time, Session: e.Session, ID: e.ID,
-			Gap: &Gap{Dropped: 1, Reason: "event could not be encoded: " + err.Error()}, Prev: e.Prev})
+	at := len(r.buf)
+	b, ok := r.enc.appendEvent(r.buf, e)
+	if !ok {
+		// encoding/json decides what the encoder does not know.
+		data, err := json.Marshal(e)
+		if err != nil {
+			// Only an unencodable value gets here; record that rather than nothing.
+			g := Event{Seq: e.Seq, Type: TypeGap, Time: e.Time, Session: e.Session, ID: e.ID,
+				Gap: &Gap{Dropped: 1, Reason: "event could not be encoded: " + err.Error()}, Prev: e.Prev}
+			if data, err = json.Marshal(g); err != nil {
+				// The time itself is what cannot be encoded.
+				g.Time = time.Time{}
+				data, _ = json.Marshal(g)
+			}
+		}
+		b = append(b[:at], data...)
 	}
-	content := data[:len(data)-1] // without the closing brace
-	sum := sha256.Sum256(content)
-	e.Hash = hex.EncodeToString(sum[:])
-	r.buf.Write(content)
-	r.buf.WriteString(`,"hash":"`)
-	r.buf.WriteString(e.Hash)
-	r.buf.WriteString("\"}\n")
+	b = b[:len(b)-1] // without the closing brace
+	sum := sha256.Sum256(b[at:])
+	b = append(b, `,"hash":"`...)
+	b = hex.AppendEncode(b, sum[:])
+	e.Hash = string(b[len(b)-2*sha256.Size:])
+	r.buf = append(b, "\"}\n"...)
 	r.prev = e.Hash
 }
 
