@@ -32,6 +32,7 @@ import (
 	"github.com/crewgate/crewgate/internal/policy"
 	"github.com/crewgate/crewgate/internal/proxy"
 	"github.com/crewgate/crewgate/internal/runner"
+	"github.com/crewgate/crewgate/internal/tui"
 )
 
 type runOptions struct {
@@ -183,16 +184,43 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	warnNoProxy(f, cfg)
 	slog.Debug("session started", "session", session, "proxy", ln.Addr().String(), "upstreams", len(ups.upstreams))
 
-	// The child's signals are the runner's business: a Ctrl-C must not stop
-	// the proxy before the child has finished with it.
-	code, err := runner.Run(runCtx, runner.Cmd{
+	child := runner.Cmd{
 		Args:       opts.args,
 		Env:        env,
 		Stdin:      f.in,
 		Stdout:     f.out,
 		Stderr:     f.errOut,
 		Foreground: foreground(f.in),
-	})
+	}
+	// On a terminal the crew runs on a pseudo-terminal crewgate relays, so
+	// prompts can take the keyboard without racing the crew's own reads.
+	// Without one (or with --no-tui) the crew gets stdio untouched and
+	// approvals wait for 'crewgate approve' or are denied.
+	var relay *tui.Relay
+	if in, out, ok := terminals(f); ok && !opts.noTUI {
+		relay, err = tui.Start(tui.Options{
+			Source: queueSource{queue},
+			Status: func() tui.Status {
+				st := p.Stats()
+				return tui.Status{Session: session, Requests: st.Requests, Denied: st.Denied, Masked: st.Masked}
+			},
+			In: in, Out: out, Color: os.Getenv("NO_COLOR") == "",
+		})
+		if err != nil {
+			return &exitError{code: exitFailure, what: "run: taking the terminal", err: err, hint: "run with --no-tui to leave the terminal to the crew"}
+		}
+		defer relay.Close() // also on a panic: the terminal must come back
+		queue.SetHeadless(false)
+		tty := relay.TTY()
+		child.Stdin, child.Stdout, child.Stderr, child.TTY, child.Foreground = tty, tty, tty, tty, false
+	}
+
+	// The child's signals are the runner's business: a Ctrl-C must not stop
+	// the proxy before the child has finished with it.
+	code, err := runner.Run(runCtx, child)
+	if relay != nil {
+		relay.Close() // restore the terminal before the summary line
+	}
 	queue.Close() // what still waits is denied
 	p.Close()
 	st := p.Stats()
@@ -207,6 +235,35 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		return silentExit(code)
 	}
 	return nil
+}
+
+// terminals returns crewgate's stdin and stderr when both are terminals:
+// then a human is there to answer prompts.
+func terminals(f *factory) (in, out *os.File, ok bool) {
+	in, okIn := f.in.(*os.File)
+	out, okOut := f.errOut.(*os.File)
+	if !okIn || !okOut || !f.interactive() {
+		return nil, nil, false
+	}
+	return in, out, true
+}
+
+// queueSource shows the approval queue to the terminal UI.
+type queueSource struct{ q *approval.Queue }
+
+func (s queueSource) Pending() []tui.Prompt {
+	var out []tui.Prompt
+	for _, r := range s.q.Pending() {
+		out = append(out, tui.Prompt{ID: r.ID, Method: r.Method, URL: r.URL, Rule: r.Rule, Reason: r.Reason,
+			Identity: r.Identity, Preview: r.Preview, Deadline: r.Deadline})
+	}
+	return out
+}
+
+func (s queueSource) Changed() <-chan struct{} { return s.q.Changed() }
+
+func (s queueSource) Decide(id, choice string) error {
+	return s.q.Decide(id, approval.Choice(choice), "terminal")
 }
 
 // foreground reports whether the child shares crewgate's terminal as its

@@ -118,3 +118,68 @@ func TestSecretSetPromptHidesInput(t *testing.T) {
 		t.Errorf("keyring holds %q (%v), want the typed value", got, err)
 	}
 }
+
+// crewScript is a crew that reads a line from the user, then sends requests
+// that need approval, printing what it got.
+const crewScript = `import os, sys, urllib.request, urllib.error
+def send(tag, method):
+    req = urllib.request.Request("https://api.example.com/v1/files/1", method=method,
+        headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            print(tag, r.status, flush=True)
+    except urllib.error.HTTPError as e:
+        print(tag, e.code, e.headers.get("X-Crewgate-Error"), flush=True)
+name = input("your name? ")
+print("hello", name, flush=True)
+send("first", "DELETE")
+send("second", "DELETE")
+send("third", "DELETE")
+send("fourth", "PUT")
+send("fifth", "PUT")
+`
+
+// TestRunApprovalsInARealTerminal runs a crew in tmux: the crew's own stdin
+// works, and the prompt takes a (allow once), s (allow for the session,
+// after which the same request passes unasked), d (deny), and times out.
+func TestRunApprovalsInARealTerminal(t *testing.T) {
+	requirePython(t, "json")
+	api := newStandIn(t)
+	s := runSandbox(t, api, `rules:
+  - {name: confirm-deletes, action: approve, reason: deletes data, match: {methods: [DELETE]}}
+  - {name: confirm-puts, action: approve, reason: overwrites data, match: {methods: [PUT]}}
+`)
+	crew := filepath.Join(s.home, "crew.py")
+	os.WriteFile(crew, []byte(crewScript), 0o600)
+	term := newTerminal(t, s.env, crewgateBin, "run", "--approve-timeout", "3s", "--", "/usr/bin/python3", crew)
+
+	term.waitFor(`your name\?`)
+	term.waitFor(`crewgate\s+session \S+\s+requests 0`) // the status line
+	term.tmux("send-keys", "-l", "bob")
+	term.tmux("send-keys", "Enter")
+	term.waitFor(`hello bob`)
+
+	answer := func(method, key, want string) {
+		t.Helper()
+		term.waitFor(`approve this request\?[\s\S]*` + method + ` https://api\.example\.com/v1/files/1[\s\S]*rule confirm-`)
+		time.Sleep(700 * time.Millisecond) // a new prompt ignores keys for a moment
+		term.tmux("send-keys", key)
+		term.waitFor(want)
+	}
+	answer("DELETE", "a", `first 200`)
+	answer("DELETE", "s", `second 200`)
+	term.waitFor(`third 200`) // the session grant: no prompt
+	answer("PUT", "d", `fourth 403 approval-denied`)
+	term.waitFor(`approve this request\?[\s\S]*PUT`)
+	term.waitFor(`fifth 403 approval-timeout`)
+	term.waitFor(`EXIT=0`)
+	screen := term.screen()
+	if !strings.Contains(screen, "crewgate: session ") || !strings.Contains(screen, "2 denied") {
+		t.Errorf("no summary line:\n%s", screen)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.auths) != 3 {
+		t.Errorf("the stand-in got %d requests, want the 3 allowed ones", len(api.auths))
+	}
+}
