@@ -54,6 +54,23 @@
 // The same model works in a tea.Program, e.g. for answering prompts from a
 // second terminal.
 //
+// # Limits
+//
+// Known terminal edge cases, not handled: a crew that saves the cursor
+// (DECSC) and restores it much later loses its saved position if crewgate
+// repaints in between (repaints wait up to 300 ms for the restore); a crew
+// that sets its own scroll region keeps it until a prompt or a resize, which
+// set crewgate's again; output that races a window resize can leave a
+// fragment of the old status line in the crew's rows; a full-screen crew may
+// need a redraw (Ctrl-L) after a prompt; CSI 18t and similar queries report
+// the whole terminal's size; answers to the crew's terminal queries that
+// arrive while a prompt is open are dropped with the other keys; insert mode
+// (IRM) set by the crew is not undone while crewgate draws; a lone ESC byte
+// that is the first half of a split escape sequence denies (fail closed). The
+// crew's pseudo-terminal starts with the kernel's default modes, not a copy
+// of the user's. A panic outside the relay's goroutines restores the
+// terminal only if the caller deferred Close.
+//
 // Nothing drawn comes from the crew or a request unfiltered: every field is
 // stripped of control characters (including ESC and bidi overrides) and
 // capped in length before it is styled.

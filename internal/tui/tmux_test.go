@@ -133,6 +133,42 @@ func TestTmux(t *testing.T) {
 		t.Errorf("the prompt's key reached the crew:\n%s", s)
 	}
 
+	// The crew erasing the screen, and the window changing size, leave one
+	// status line, on the last row.
+	term.tmux("send-keys", "-l", "seq 1 30; clear")
+	term.tmux("send-keys", "Enter")
+	term.waitFor(`\A\s*demo\$\s*\n`)
+	statusLast := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s := term.screen()
+			ls := term.lines()
+			if strings.HasPrefix(ls[len(ls)-1], "crewgate  session") && strings.Count(s, "crewgate  session") == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want one status line, on the last row:\n%s", s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	statusLast()
+	term.tmux("send-keys", "-l", "seq 1 30")
+	term.tmux("send-keys", "Enter")
+	term.waitFor(`(?m)^30$`)
+	for _, rows := range []int{26, 12} {
+		term.tmux("resize-window", "-y", strconv.Itoa(rows))
+		// Output that races the resize lands wherever the terminal put it;
+		// give the relay its poll interval before the crew prints again.
+		time.Sleep(2 * pollInterval)
+		statusLast()
+		term.tmux("send-keys", "-l", "stty size")
+		term.tmux("send-keys", "Enter")
+		term.waitFor(`(?m)^` + strconv.Itoa(rows-1) + ` 100$`)
+		statusLast()
+	}
+
 	term.tmux("send-keys", "-l", "exit")
 	term.tmux("send-keys", "Enter")
 	s = term.waitFor(`(?m)^decisions: demo-1=once\nEXIT=0$`)
