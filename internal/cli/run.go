@@ -103,13 +103,15 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	}
 	// runCtx ends the child for crewgate's own reasons only: the terminal's
 	// signals are the runner's business.
-	runCtx, stopChild := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopChild()
+	runCtx, cancelChild := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelChild(nil)
+	// stopChild ends the run for crewgate's own reason: the child is
+	// stopped and crewgate exits 1 with that reason.
+	stopChild := func(reason error) { cancelChild(reason) }
 	go func() {
 		select {
 		case <-rec.Failed():
-			fmt.Fprintf(f.errOut, "crewgate: the session log cannot be written (%v); stopping the crew (audit.on_error: stop)\n", rec.Err())
-			stopChild()
+			stopChild(fmt.Errorf("the session log cannot be written (%v), so the crew was stopped (audit.on_error: stop)", rec.Err()))
 		case <-runCtx.Done():
 		}
 	}()
@@ -119,8 +121,7 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	if cfg.Approval.Headless == "fail" {
 		queue.OnDecision(func(r approval.Request, v approval.Verdict) {
 			if v.How == "headless" {
-				fmt.Fprintf(f.errOut, "crewgate: rule %s needs approval and there is no terminal to ask; stopping the crew (approval.headless: fail)\n", r.Rule)
-				stopChild()
+				stopChild(fmt.Errorf("rule %s needs approval and there is no terminal to ask, so the crew was stopped (approval.headless: fail)", r.Rule))
 			}
 		})
 	}
@@ -230,6 +231,10 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked; log: %s\n", session, st.Requests, st.Denied, st.Masked, rec.Path())
 	if err != nil {
 		return &exitError{code: code, what: "run", err: err, hint: "check the command name and that it is on PATH"}
+	}
+	if reason := context.Cause(runCtx); reason != nil && !errors.Is(reason, context.Canceled) {
+		return &exitError{code: exitFailure, what: "run", err: reason,
+			hint: "answer approvals with 'crewgate run' on a terminal or 'crewgate approve', or fix the session log's directory"}
 	}
 	if code != 0 {
 		return silentExit(code)

@@ -539,3 +539,24 @@ func TestRunApproveFromAnotherTerminal(t *testing.T) {
 		t.Errorf("the log does not show who approved and the grant:\n%s", b)
 	}
 }
+
+// TestRunHeadlessFail: with approval.headless: fail, a request that needs
+// approval without a terminal stops the whole run.
+func TestRunHeadlessFail(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl missing; run scripts/test.sh")
+	}
+	api := newStandIn(t)
+	s := runSandbox(t, api, `approval: {headless: fail}
+rules:
+  - {name: confirm-deletes, action: approve, match: {methods: [DELETE]}}
+`)
+	marker := filepath.Join(s.home, "went-on")
+	r := s.run("", "run", "--", "sh", "-c", `curl -sS -X DELETE https://api.example.com/v1/files/1; sleep 5; touch `+marker)
+	if r.code != 1 || !strings.Contains(r.stderr, "crewgate: run: rule confirm-deletes needs approval and there is no terminal to ask") {
+		t.Errorf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the crew went on after the run failed")
+	}
+}
