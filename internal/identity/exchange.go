@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 )
@@ -80,25 +78,10 @@ func (p *Provider) Exchange(ctx context.Context, subjectToken string, scopes []s
 // postClientAuth is post with the client's Basic credentials. The header is
 // set on this request only, so a redirect to another host does not carry it.
 func (p *Provider) postClientAuth(ctx context.Context, what string, form url.Values) (int, string, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.meta.TokenURL, strings.NewReader(form.Encode()))
+	req, err := formRequest(ctx, what, p.meta.TokenURL, form)
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		return 0, "", nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), "")
-	resp, err := p.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, "", nil, fmt.Errorf("%s: reading the answer: %w", what, err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), body, nil
+	return send(p.hc, what, req)
 }

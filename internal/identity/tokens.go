@@ -114,12 +114,26 @@ type tokenResponse struct {
 // and body (at most 1 MiB). what names the endpoint in errors; errors never
 // include the request or response body, which may hold secrets.
 func post(ctx context.Context, hc *http.Client, what, endpoint string, form url.Values) (int, string, []byte, error) {
+	req, err := formRequest(ctx, what, endpoint, form)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	return send(hc, what, req)
+}
+
+// formRequest is a POST of form to endpoint that asks for JSON.
+func formRequest(ctx context.Context, what, endpoint string, form url.Values) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// send does req and reads the answer, as post describes.
+func send(hc *http.Client, what string, req *http.Request) (int, string, []byte, error) {
 	resp, err := hc.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL that what already names; keep its cause.
