@@ -183,7 +183,9 @@ func TestDiskFailureContinue(t *testing.T) {
 	for _, e := range events[:3] {
 		r.Record(e)
 	}
-	waitFor(t, func() bool { return r.Err() != nil })
+	// Mend the disk only once the writer has failed on all three: earlier,
+	// a queued one would still be written and the count below would race.
+	waitFor(t, func() bool { return r.Err() != nil && r.dropped.Load() == 3 })
 	ff.broken.Store(false)
 	for _, e := range events[3:] {
 		r.Record(e)

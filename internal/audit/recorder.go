@@ -340,7 +340,8 @@ func (r *Recorder) flushGap() {
 	g := Event{Type: TypeGap, Time: r.opts.Now(), Gap: &Gap{Dropped: n, Reason: "events dropped: queue full or log unwritable"}}
 	r.appendLine(&g)
 	if !r.commit([]Event{g}) {
-		r.dropped.Add(n)
+		// commit counted the gap line itself as lost; it is not an event.
+		r.dropped.Add(n - 1)
 	}
 }
 
