@@ -71,6 +71,7 @@ func demoRun(ctx context.Context, f *factory) error {
 	defer store.Delete(cfg.SecretAccount("openai"))
 
 	caFile, agent, cfgFile := filepath.Join(dir, "stand-in.pem"), filepath.Join(dir, "agent.py"), filepath.Join(dir, "config.yaml")
+	sessions := filepath.Join(dir, "sessions")
 	files := map[string]string{
 		caFile: string(api.CertPEM),
 		agent:  demo.Agent,
@@ -83,12 +84,14 @@ upstreams:
     ca_file: %s
     credential: {source: secret, secret: openai}
     env: [OPENAI_API_KEY]
+audit:
+  dir: %s                   # the demo's session log stays in its own temp dir
 rules:
   - name: no-destructive-sql
     action: deny
     reason: agents never drop tables
     match: {body: '(?i)\bdrop\s+table\b'}
-`, demo.Host, api.Addr, caFile),
+`, demo.Host, api.Addr, caFile, sessions),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
@@ -114,6 +117,16 @@ rules:
 		code = ee.ExitCode()
 	case err != nil:
 		return &exitError{code: exitFailure, what: "demo: running the agent", err: err}
+	}
+
+	// Show that the session was recorded and its log's chain holds.
+	if logs, _ := filepath.Glob(filepath.Join(sessions, "*.jsonl")); len(logs) == 1 {
+		id := strings.TrimSuffix(filepath.Base(logs[0]), ".jsonl")
+		fmt.Fprintf(w, "\n$ crewgate sessions verify %s\n", id)
+		verify := exec.CommandContext(ctx, exe, "--config", cfgFile, "sessions", "verify", id)
+		verify.Env = cmd.Env
+		verify.Stdout, verify.Stderr = f.errOut, f.errOut
+		verify.Run()
 	}
 
 	good, bad := api.Requests()

@@ -412,7 +412,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if !strings.Contains(r.stderr, "received the real key on 3 requests and anything else on 0") {
+	if !strings.Contains(r.stderr, "received the real key on 3 requests and anything else on 0") || !strings.Contains(r.stderr, "chain holds") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
 	if strings.Contains(r.stdout+r.stderr, "sk-demo-") {
@@ -420,6 +420,9 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := keyringValue(t, "crewgate-demo/secret/openai"); err == nil {
 		t.Error("the demo left its key in the keyring")
+	}
+	if logs, _ := filepath.Glob(filepath.Join(s.home, ".local", "state", "crewgate", "sessions", "*")); len(logs) != 0 {
+		t.Errorf("the demo left session logs in the user's state dir: %v", logs)
 	}
 }
 
