@@ -7,6 +7,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -18,6 +19,11 @@ import (
 type bodyRegexp struct {
 	re       *regexp.Regexp
 	required []literal // longest first
+	// alphabet holds every byte a match can contain; nil when that is
+	// every byte, or when the pattern has anchors or matches the empty
+	// string. With it, the engine runs only on the runs of alphabet bytes
+	// around an occurrence of the first required literal.
+	alphabet *[256]bool
 }
 
 // literal is a byte string a match must contain; with fold, ASCII case is
@@ -35,6 +41,12 @@ func newBodyRegexp(re *regexp.Regexp) *bodyRegexp {
 		if len(b.required) > 4 {
 			b.required = b.required[:4]
 		}
+		if len(b.required) > 0 && !re.MatchString("") {
+			var a [256]bool
+			if alphabetOf(tree.Simplify(), &a) && slices.Contains(a[:], false) {
+				b.alphabet = &a
+			}
+		}
 	}
 	return b
 }
@@ -46,7 +58,94 @@ func (b *bodyRegexp) Match(body []byte) bool {
 			return false
 		}
 	}
-	return b.re.Match(body)
+	if b.alphabet == nil {
+		return b.re.Match(body)
+	}
+	// Every match is a run of alphabet bytes that holds the first required
+	// literal, so only the maximal runs around its occurrences can match.
+	// Each is tried once, with one byte of context on either side: that byte
+	// cannot be part of a match, but \b needs to see it.
+	a, lit := b.alphabet, b.required[0]
+	occurrences := lit.finder(body)
+	for from := 0; ; {
+		j := occurrences.next(from)
+		if j < 0 {
+			return false
+		}
+		s, e := j, j+len(lit.s)
+		for s > 0 && a[body[s-1]] {
+			s--
+		}
+		for e < len(body) && a[body[e]] {
+			e++
+		}
+		if b.allIn(body[s:e]) && b.re.Match(body[max(s-1, 0):min(e+1, len(body))]) {
+			return true
+		}
+		from = e
+	}
+}
+
+// allIn reports whether run holds every required literal but the first.
+func (b *bodyRegexp) allIn(run []byte) bool {
+	for _, l := range b.required[1:] {
+		if !l.in(run) {
+			return false
+		}
+	}
+	return true
+}
+
+// alphabetOf adds to a every byte that a match of re can contain. It
+// reports false when it cannot say: the pattern has anchors, whose meaning
+// changes on a part of the body.
+func alphabetOf(re *syntax.Regexp, a *[256]bool) bool {
+	addRune := func(r rune) {
+		if r >= utf8.RuneSelf {
+			// Invalid UTF-8 matches as U+FFFD, one byte at a time: allow
+			// every non-ASCII byte rather than just this rune's encoding.
+			for c := utf8.RuneSelf; c < 256; c++ {
+				a[c] = true
+			}
+			return
+		}
+		a[r] = true
+	}
+	switch re.Op {
+	case syntax.OpNoMatch, syntax.OpEmptyMatch, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			addRune(r)
+			if re.Flags&syntax.FoldCase != 0 {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					addRune(f)
+				}
+			}
+		}
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			lo, hi := re.Rune[i], re.Rune[i+1]
+			for r := lo; r <= hi && r < utf8.RuneSelf; r++ {
+				addRune(r)
+			}
+			if hi >= utf8.RuneSelf {
+				addRune(utf8.RuneSelf)
+			}
+		}
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		for c := range 256 {
+			a[c] = true
+		}
+	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat, syntax.OpConcat, syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !alphabetOf(sub, a) {
+				return false
+			}
+		}
+	default: // ^, $, \A, \z and anything new
+		return false
+	}
+	return true
 }
 
 func (b *bodyRegexp) String() string { return b.re.String() }
@@ -108,41 +207,56 @@ func lower(c byte) byte {
 }
 
 // in reports whether l occurs in b.
-func (l literal) in(b []byte) bool {
+func (l literal) in(b []byte) bool { return l.finder(b).next(0) >= 0 }
+
+// finder finds the occurrences of one literal in one body, in order.
+type finder struct {
+	l              literal
+	b              []byte
+	nextLo, nextUp int // next position of each case of the first byte; -1 none left, -2 not searched
+}
+
+func (l literal) finder(b []byte) *finder {
+	f := &finder{l: l, b: b, nextLo: -2, nextUp: -2}
+	if !l.fold || 'a' > l.s[0] || l.s[0] > 'z' {
+		f.nextUp = -1 // one case only
+	}
+	return f
+}
+
+// next returns the position of the first occurrence at or after from, or -1.
+// Calls must not go backwards: the positions found stay cached, so a body
+// is scanned once however often next is called.
+func (f *finder) next(from int) int {
+	l, b := f.l, f.b
 	if !l.fold {
-		return bytes.Contains(b, l.s)
+		if k := bytes.Index(b[from:], l.s); k >= 0 {
+			return from + k
+		}
+		return -1
 	}
 	first, rest := l.s[0], l.s[1:]
-	upper := first
-	if 'a' <= first && first <= 'z' {
-		upper = first - 'a' + 'A'
-	}
-	// Scan for either case of the first byte with the fast IndexByte, keeping
-	// the next position of each so that neither is searched twice.
-	nextLo, nextUp := -2, -2
-	if upper == first {
-		nextUp = -1
-	}
-	for i := 0; i+len(l.s) <= len(b); {
-		if nextLo != -1 && nextLo < i {
-			nextLo = index(b, i, first)
+	upper := first - 'a' + 'A'
+	for i := from; i+len(l.s) <= len(b); {
+		if f.nextLo != -1 && f.nextLo < i {
+			f.nextLo = index(b, i, first)
 		}
-		if nextUp != -1 && nextUp < i {
-			nextUp = index(b, i, upper)
+		if f.nextUp != -1 && f.nextUp < i {
+			f.nextUp = index(b, i, upper)
 		}
-		j := nextLo
-		if j < 0 || (nextUp >= 0 && nextUp < j) {
-			j = nextUp
+		j := f.nextLo
+		if j < 0 || (f.nextUp >= 0 && f.nextUp < j) {
+			j = f.nextUp
 		}
 		if j < 0 || j+len(l.s) > len(b) {
-			return false
+			return -1
 		}
 		if equalFoldLower(b[j+1:j+len(l.s)], rest) {
-			return true
+			return j
 		}
 		i = j + 1
 	}
-	return false
+	return -1
 }
 
 func index(b []byte, from int, c byte) int {

@@ -39,6 +39,14 @@ func FuzzBodyPrefilter(f *testing.F) {
 	f.Add(`(?i)\bdrop\s+table\b`, "DROP TABLE t")
 	f.Add(`(?i)kiss`, "\u212aI\u017f\u017f")
 	f.Add(`ab+c`, "xabbbc")
+	f.Add(`\bdrop\b`, "xdrop drop")
+	f.Add(`\bdrop\b`, "xdrop")
+	f.Add(`(?i)\bdrop\s+table\b`, "please DROP\n\t TABLE users; the table of drops")
+	f.Add(`^drop table`, "x drop table")
+	f.Add(`drop.table`, "drop\xfftable")
+	f.Add(`[^x]drop`, "\xc3drop")
+	f.Add(`drop\b`, "drop\xe2\x82")
+	f.Add(`(a|drop)+x`, "dropdropax")
 	f.Fuzz(func(t *testing.T, pattern, body string) {
 		re, err := regexp.Compile(pattern)
 		if err != nil {
