@@ -56,8 +56,15 @@ for the real credential on the wire (a keyring secret, or a short-lived OIDC
 access token narrowed to the upstream's scopes), masks secrets in responses as
 they stream, and refuses what it must: hosts no upstream claims when
 default_action is deny, link-local and cloud metadata addresses, placeholders
-sent to the wrong host.
+sent to the wrong host, and what the policy rules deny.
 
+Requests an approve rule matches wait for you: on a terminal, the crew runs on
+a pseudo-terminal crewgate relays and the prompt appears under its output
+(a allow once, s allow for the session, d or Esc deny); with --no-tui or
+without a terminal, answer with 'crewgate approve' from another terminal.
+No answer in time, no terminal and shutdown all deny.
+
+Every session is recorded in a hash-chained log ('crewgate sessions').
 crewgate exits with the child's exit code (128+N when it died of signal N).`,
 		Example: `  crewgate run -- python3 crew.py
   crewgate run -- curl https://api.openai.com/v1/models`,
