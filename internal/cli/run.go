@@ -220,7 +220,11 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		defer relay.Close() // also on a panic: the terminal must come back
 		queue.SetHeadless(false)
 		tty := relay.TTY()
-		child.Stdin, child.Stdout, child.Stderr, child.TTY, child.Foreground = tty, tty, tty, tty, false
+		child.Stdin, child.Stderr, child.TTY, child.Foreground = tty, tty, tty, false
+		// A crew whose output the user redirected keeps writing there.
+		if isTerminal(f.out) {
+			child.Stdout = tty
+		}
 	}
 
 	// The child's signals are the runner's business: a Ctrl-C must not stop

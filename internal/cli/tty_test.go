@@ -183,3 +183,20 @@ func TestRunApprovalsInARealTerminal(t *testing.T) {
 		t.Errorf("the stand-in got %d requests, want the 3 allowed ones", len(api.auths))
 	}
 }
+
+// TestRunOnATerminalKeepsRedirectedStdout: with the TUI on, a crew whose
+// stdout the user redirected still writes there.
+func TestRunOnATerminalKeepsRedirectedStdout(t *testing.T) {
+	testenv.RequireKeyring(t)
+	s := newSandbox(t)
+	out := filepath.Join(s.home, "out.txt")
+	term := newTerminal(t, s.env, "sh", "-c", `"$0" run -- sh -c 'echo to-stdout; echo to-stderr >&2' > `+out, crewgateBin)
+	term.waitFor(`EXIT=0`)
+	b, err := os.ReadFile(out)
+	if err != nil || strings.TrimSpace(string(b)) != "to-stdout" {
+		t.Errorf("redirected stdout holds %q (%v)", b, err)
+	}
+	if screen := term.screen(); !strings.Contains(screen, "to-stderr") || strings.Contains(screen, "to-stdout") {
+		t.Errorf("screen:\n%s", screen)
+	}
+}
