@@ -417,3 +417,42 @@ func TestReplayPacesAndSteps(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestTimelineEscapesWhatTheCrewControlled: a crew can put escape sequences
+// in URLs, headers and bodies; reading its session must not run them.
+func TestTimelineEscapesWhatTheCrewControlled(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir, "s", sampleStart(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := NewBodyTap(0)
+	body.Write([]byte("{\"q\":\"\x1b[2J\x1b]0;owned\x07\"}\nnext line"))
+	r.Record(Event{Type: TypeRequest, ID: "r1", Request: &Request{
+		Method: "GET", URL: "https://api.example.com/\x1b[31mred\u202e", Decision: DecisionAllow,
+		Headers: http.Header{"X-Evil": {"\x1b[1A"}}, Body: body.Body(),
+	}})
+	r.Close(Event{})
+	lg, err := Read(r.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var show, replay bytes.Buffer
+	if err := WriteTimeline(&show, lg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replay(context.Background(), &replay, lg, ReplayOptions{Sleep: func(context.Context, time.Duration) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"show": show.String(), "replay": replay.String()} {
+		if strings.ContainsAny(out, "\x1b\x07\u202e") {
+			t.Errorf("%s passes control characters through:\n%q", name, out)
+		}
+		if !strings.Contains(out, `\x1b[31mred\u202e`) {
+			t.Errorf("%s does not show the escapes:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(replay.String(), `\x1b[2J`) || !strings.Contains(replay.String(), "next line") {
+		t.Errorf("replay body:\n%s", replay.String())
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/crewgate/crewgate/internal/termtext"
 )
 
 // WriteTimeline writes a readable timeline of lg: a header about the
@@ -290,7 +292,9 @@ func size(n int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
-// errWriter keeps the first write error.
+// errWriter is where the timeline and replay write: it keeps the first
+// write error, and escapes what a crew controlled (URLs, headers, previews)
+// so a recorded escape sequence cannot drive the reader's terminal.
 type errWriter struct {
 	w   io.Writer
 	err error
@@ -300,7 +304,9 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
+	_, e.err = io.WriteString(e.w, termtext.EscapeLines(string(p)))
+	if e.err != nil {
+		return 0, e.err
+	}
+	return len(p), nil
 }

@@ -11,12 +11,12 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/termtext"
 )
 
 type approveOptions struct {
@@ -233,10 +233,10 @@ func failedDecisions(n int) error {
 // printRequest writes r for the line mode: a first line "request ID METHOD
 // URL" that scripts can pick up, then indented details.
 func printRequest(w io.Writer, r approval.Request, pos, n int, now time.Time) {
-	fmt.Fprintf(w, "request %s %s %s\n", clean(r.ID), clean(r.Method), clean(r.URL))
+	fmt.Fprintf(w, "request %s %s %s\n", termtext.Escape(r.ID), termtext.Escape(r.Method), termtext.Escape(r.URL))
 	fmt.Fprintf(w, "  rule:     %s\n", ruleText(r))
 	if r.Identity != "" {
-		fmt.Fprintf(w, "  identity: %s\n", clean(r.Identity))
+		fmt.Fprintf(w, "  identity: %s\n", termtext.Escape(r.Identity))
 	}
 	for i, l := range previewLines(r.Preview) {
 		label := "  preview:  "
@@ -246,14 +246,14 @@ func printRequest(w io.Writer, r approval.Request, pos, n int, now time.Time) {
 		fmt.Fprintf(w, "%s%s\n", label, l)
 	}
 	fmt.Fprintf(w, "  waiting:  %d of %d, times out in %s\n", pos, n, timeLeft(r, now))
-	fmt.Fprintf(w, "  answer:   a|s|d %s\n", clean(r.ID))
+	fmt.Fprintf(w, "  answer:   a|s|d %s\n", termtext.Escape(r.ID))
 }
 
 func ruleText(r approval.Request) string {
 	if r.Reason == "" {
-		return clean(r.Rule)
+		return termtext.Escape(r.Rule)
 	}
-	return clean(r.Rule) + ": " + clean(r.Reason)
+	return termtext.Escape(r.Rule) + ": " + termtext.Escape(r.Reason)
 }
 
 func timeLeft(r approval.Request, now time.Time) string {
@@ -268,29 +268,11 @@ func previewLines(p string) []string {
 	}
 	var out []string
 	for _, l := range strings.Split(p, "\n") {
-		out = append(out, clean(strings.TrimSuffix(l, "\r")))
+		out = append(out, termtext.Escape(strings.TrimSuffix(l, "\r")))
 	}
 	return out
 }
 
-// clean makes text from the crew safe to print: control and format
-// characters (escape sequences, bidi overrides) are shown escaped.
-func clean(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\t':
-			b.WriteString("    ")
-		case unicode.IsGraphic(r):
-			b.WriteRune(r)
-		case r < 0x80:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-	}
-	return b.String()
-}
 
 // keys is the terminal mode: the oldest pending request is shown on stderr
 // and single keys decide it.
@@ -385,9 +367,9 @@ func (a *approver) keys(ctx context.Context, in *os.File) error {
 				continue
 			}
 			r := *shown
-			msg := fmt.Sprintf("%s %s %s", choiceNames[choice], clean(r.Method), clean(r.URL))
+			msg := fmt.Sprintf("%s %s %s", choiceNames[choice], termtext.Escape(r.Method), termtext.Escape(r.URL))
 			if err := a.client.Decide(ctx, r.ID, choice); err != nil {
-				msg = fmt.Sprintf("could not answer %s %s: %v", clean(r.Method), clean(r.URL), err)
+				msg = fmt.Sprintf("could not answer %s %s: %v", termtext.Escape(r.Method), termtext.Escape(r.URL), err)
 			}
 			s.clear()
 			s.log(msg)
@@ -435,7 +417,7 @@ func (s *screen) draw(session string, r *approval.Request, n int, now time.Time)
 	if r == nil {
 		lines = []string{fmt.Sprintf("crewgate approve · session %s · waiting for requests (q quits)", session)}
 	} else {
-		head := fmt.Sprintf("%s %s", clean(r.Method), clean(r.URL))
+		head := fmt.Sprintf("%s %s", termtext.Escape(r.Method), termtext.Escape(r.URL))
 		if s.color {
 			head = "\x1b[1m" + s.fit(head) + "\x1b[0m"
 		}
@@ -444,7 +426,7 @@ func (s *screen) draw(session string, r *approval.Request, n int, now time.Time)
 			head,
 			"rule "+ruleText(*r))
 		if r.Identity != "" {
-			lines = append(lines, "as "+clean(r.Identity))
+			lines = append(lines, "as "+termtext.Escape(r.Identity))
 		}
 		preview := previewLines(r.Preview)
 		for i, l := range preview {
