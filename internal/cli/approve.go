@@ -273,7 +273,6 @@ func previewLines(p string) []string {
 	return out
 }
 
-
 // keys is the terminal mode: the oldest pending request is shown on stderr
 // and single keys decide it.
 func (a *approver) keys(ctx context.Context, in *os.File) error {
