@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/elazarl/goproxy"
 
@@ -28,8 +29,13 @@ import (
 // placeholder checks, body rules and approval previews see.
 const maxPrefix = policy.MaxBody
 
-// maxPreview caps the masked body preview an approval prompt shows.
-const maxPreview = 2 << 10
+// maxPreview caps the masked body preview an approval prompt and the log
+// show; previewLookahead is how much further the text is masked so that no
+// secret across the cut survives in part.
+const (
+	maxPreview       = 2 << 10
+	previewLookahead = 4 << 10
+)
 
 // Refusal kinds, sent in X-Crewgate-Error and the JSON body's "error".
 const (
@@ -64,6 +70,9 @@ type reqState struct {
 	rule     string    // the policy rule that decided, if any
 	decision string    // audit.DecisionAllow or audit.DecisionApprove once allowed
 	sent     *audit.BodyTap
+
+	preview     string // the masked body preview, once made
+	previewDone bool
 
 	prefixRead bool
 	body       []byte // the first maxPrefix bytes of the request body
@@ -279,16 +288,30 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 // inject removes what the crew sent as credentials and sets the real one.
 func (p *Proxy) inject(req *http.Request, r *route, token string) {
-	p.lits.add(token)
 	req.Header.Del(r.Header)
 	stripPlaceholder(req.Header, r.Placeholder)
+	req.Header.Set(r.Header, p.headerValue(r, token))
+}
+
+// headerValue formats token for r's credential header. A token stays the
+// same for many requests, so the value is kept until the token changes; a
+// new token is also added to the values masking always hides.
+func (p *Proxy) headerValue(r *route, token string) string {
+	if last := r.last.Load(); last != nil && last.token == token {
+		return last.value
+	}
+	p.lits.add(token)
 	var b strings.Builder
 	if err := r.format.Execute(&b, struct{ Token string }{token}); err != nil {
 		b.Reset()
 		b.WriteString(token)
 	}
-	req.Header.Set(r.Header, b.String())
+	r.last.Store(&injected{token: token, value: b.String()})
+	return b.String()
 }
+
+// injected is the last credential a route injected, formatted.
+type injected struct{ token, value string }
 
 // stripPlaceholder removes every header that carries the placeholder.
 func stripPlaceholder(h http.Header, placeholder string) {
@@ -362,19 +385,36 @@ func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, st
 
 // previewOf is the start of the request body as an approval prompt shows it:
 // masked, and cut to maxPreview bytes.
+//
+// The text is masked before it is cut, with room to spare: cut first, a
+// secret across the cut would show its first part unmasked, too short for
+// any detector.
 func (p *Proxy) previewOf(req *http.Request, st *reqState) string {
+	if st.previewDone {
+		return st.preview
+	}
+	st.previewDone = true
 	body, truncated := st.prefix(req)
 	if len(body) == 0 {
 		return ""
 	}
 	eng, err := p.preview.engine()
 	if err != nil {
-		return "(preview unavailable)"
+		st.preview = "(preview unavailable)"
+		return st.preview
 	}
-	text := eng.MaskString(string(body[:min(len(body), maxPreview)]))
-	if truncated || len(body) > maxPreview {
+	text := eng.MaskString(string(body[:min(len(body), maxPreview+previewLookahead)]))
+	if len(text) > maxPreview {
+		cut := maxPreview
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text, truncated = text[:cut], true
+	}
+	if truncated {
 		text += " [...]"
 	}
+	st.preview = text
 	return text
 }
 
@@ -389,29 +429,33 @@ func redactURL(u *url.URL) string {
 // request carries although it goes elsewhere: in its URL, headers or the
 // first maxPrefix bytes of its body.
 func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, st *reqState) string {
-	var others []*route
-	for _, r := range p.routes {
-		if r != to && r.Placeholder != "" {
-			others = append(others, r)
-		}
+	foreign := p.foreign
+	if to != nil {
+		foreign = to.foreign
 	}
-	if len(others) == 0 {
+	if len(foreign) == 0 {
 		return ""
 	}
-	var head bytes.Buffer
-	head.WriteString(req.URL.String())
-	for name, vals := range req.Header {
-		head.WriteString("\n" + name + ": " + strings.Join(vals, ", "))
-	}
+	url := req.URL.String()
 	body, _ := st.prefix(req)
-	head.WriteString("\n")
-	head.Write(body)
-	for _, r := range others {
-		if bytes.Contains(head.Bytes(), []byte(r.Placeholder)) {
+	for _, r := range foreign {
+		if strings.Contains(url, r.Placeholder) || bytes.Contains(body, []byte(r.Placeholder)) || headersHold(req.Header, r.Placeholder) {
 			return r.Name
 		}
 	}
 	return ""
+}
+
+// headersHold reports whether any header value contains s.
+func headersHold(h http.Header, s string) bool {
+	for _, vals := range h {
+		for _, v := range vals {
+			if strings.Contains(v, s) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // roundTripper sends the request with t and turns a failure into crewgate's

@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/crewgate/crewgate/internal/mask"
 )
@@ -13,12 +14,12 @@ import (
 type literals struct {
 	mu      sync.Mutex
 	vals    []mask.Literal
-	version int64
+	version atomic.Int64 // bumped on every new value; read without the lock
 }
 
 func newLiterals() *literals { return &literals{} }
 
-// add records value; it reports whether it was new.
+// add records value.
 func (l *literals) add(value string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -26,13 +27,13 @@ func (l *literals) add(value string) {
 		return
 	}
 	l.vals = append(l.vals, mask.Literal{Name: "credential", Value: value})
-	l.version++
+	l.version.Add(1)
 }
 
 func (l *literals) snapshot() ([]mask.Literal, int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return slices.Clone(l.vals), l.version
+	return slices.Clone(l.vals), l.version.Load()
 }
 
 // maskers builds a mask.Engine for one configuration and rebuilds it when a
@@ -53,12 +54,12 @@ func newMaskers(cfg mask.Config, lits *literals) (*maskers, error) {
 }
 
 func (m *maskers) engine() (*mask.Engine, error) {
-	vals, ver := m.lits.snapshot()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.eng != nil && m.ver == ver {
-		return m.eng, nil
+	if m.eng != nil && m.ver == m.lits.version.Load() {
+		return m.eng, nil // the common case: nothing new was injected
 	}
+	vals, ver := m.lits.snapshot()
 	cfg := m.cfg
 	cfg.Literals = append(slices.Clone(cfg.Literals), vals...)
 	eng, err := mask.New(cfg)

@@ -170,3 +170,28 @@ func TestApprovalPreviewIsMasked(t *testing.T) {
 		t.Fatalf("upstream saw %d requests", len(seen))
 	}
 }
+
+// TestPreviewNeverShowsPartOfASecret: a key across the preview's cut must
+// not show its first characters, which no detector would recognise.
+func TestPreviewNeverShowsPartOfASecret(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	ap := &fakeApprover{verdict: approval.Verdict{Allow: true, How: "once"}}
+	h := start(t, Config{
+		Upstreams: []Upstream{openaiUpstream(up)},
+		Policy:    compileRules(t, "  - {name: confirm-posts, action: approve, match: {methods: [POST]}}\n"),
+		Approver:  ap,
+	})
+	for _, off := range []int{-10, -4, -1} {
+		body := strings.Repeat("x ", (maxPreview+off)/2) + " AKIAIOSFODNN7EXAMPLE and more"
+		resp, err := h.client.Post("https://openai.example.com/v1/x", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, a := range ap.asked {
+		if strings.Contains(a.Preview, "AKIA") || !strings.HasSuffix(a.Preview, "[...]") {
+			t.Errorf("preview ends %q", a.Preview[max(0, len(a.Preview)-40):])
+		}
+	}
+}

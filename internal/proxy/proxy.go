@@ -121,6 +121,7 @@ type Proxy struct {
 	auth   []byte // the expected Proxy-Authorization value
 
 	direct  *http.Transport // for hosts no upstream claims
+	foreign []*route        // upstreams with a placeholder: none may leave for another host
 	lits    *literals       // credentials injected so far, masked everywhere
 	preview *maskers        // masks request bodies shown in approval prompts
 	who     string          // the identity as prompts show it
@@ -139,6 +140,8 @@ type route struct {
 	transport *http.Transport
 	resp      *maskers
 	req       *maskers
+	foreign   []*route // the other upstreams with a placeholder: it must not reach this one
+	last      atomic.Pointer[injected]
 }
 
 // New builds a proxy from cfg. It does not listen yet.
@@ -192,6 +195,17 @@ func New(cfg Config) (*Proxy, error) {
 			}
 		}
 		p.routes = append(p.routes, r)
+	}
+	for _, r := range p.routes {
+		if r.Placeholder == "" {
+			continue
+		}
+		p.foreign = append(p.foreign, r)
+		for _, other := range p.routes {
+			if other != r {
+				other.foreign = append(other.foreign, r)
+			}
+		}
 	}
 	var err error
 	if p.preview, err = newMaskers(mask.Config{}, p.lits); err != nil {

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +57,6 @@ func (p *Proxy) requestEvent(req *http.Request, st *reqState, decision, refusal,
 		r.Upstream, r.Route, credHeader = st.route.Name, "intercept", st.route.Header
 	}
 	r.Headers = audit.RedactHeaders(req.Header, credHeader)
-	if st.route != nil {
-		stripPlaceholderValues(r.Headers, st.route.Placeholder)
-	}
 	if st.sent != nil {
 		r.Body = st.sent.Body()
 	} else if body, truncated := st.body, st.truncated; st.prefixRead && len(body) > 0 {
@@ -73,21 +69,6 @@ func (p *Proxy) requestEvent(req *http.Request, st *reqState, decision, refusal,
 		r.Body.Preview = p.previewOf(req, st)
 	}
 	return audit.Event{Type: audit.TypeRequest, ID: st.id, Request: r}
-}
-
-// stripPlaceholderValues redacts headers that carry a placeholder: it is
-// not a secret, but the log need not repeat it.
-func stripPlaceholderValues(h http.Header, placeholder string) {
-	if placeholder == "" {
-		return
-	}
-	for name, vals := range h {
-		for i, v := range vals {
-			if strings.Contains(v, placeholder) {
-				h[name][i] = "[REDACTED]"
-			}
-		}
-	}
 }
 
 // recordRefusal records a request crewgate answered itself.
