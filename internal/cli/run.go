@@ -108,17 +108,29 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	// runCtx ends the child for crewgate's own reasons only: the terminal's
-	// signals are the runner's business.
-	runCtx, cancelChild := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancelChild(nil)
-	// stopChild ends the run for crewgate's own reason: the child is
-	// stopped and crewgate exits 1 with that reason.
-	stopChild := func(reason error) { cancelChild(reason) }
+	// A run that fails before its child ends still closes its log, so the
+	// log says how the session ended instead of looking killed.
+	code := exitFailure
+	recClosed := false
+	closeLog := func() {
+		if !recClosed {
+			recClosed = true
+			if err := rec.Close(audit.Event{End: &audit.End{ExitCode: code}}); err != nil {
+				fmt.Fprintf(f.errOut, "crewgate: closing the session log: %v\n", err)
+			}
+		}
+	}
+	defer closeLog()
+
+	// runCtx ends the child for crewgate's own reasons only, and its cause
+	// says why; the terminal's signals are the runner's business.
+	runCtx, stopChild := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopChild(nil)
 	go func() {
 		select {
 		case <-rec.Failed():
-			stopChild(fmt.Errorf("the session log cannot be written (%v), so the crew was stopped (audit.on_error: stop)", rec.Err()))
+			stopChild(stopReason{fmt.Errorf("the session log cannot be written (%v), so the crew was stopped (audit.on_error: stop)", rec.Err()),
+				"free space or fix the permissions of " + sessionsDir(cfg) + ", or set audit.on_error: continue"})
 		case <-runCtx.Done():
 		}
 	}()
@@ -128,7 +140,8 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	if cfg.Approval.Headless == "fail" {
 		queue.OnDecision(func(r approval.Request, v approval.Verdict) {
 			if v.How == "headless" {
-				stopChild(fmt.Errorf("rule %s needs approval and there is no terminal to ask, so the crew was stopped (approval.headless: fail)", r.Rule))
+				stopChild(stopReason{fmt.Errorf("rule %s needs approval and there is no terminal to ask, so the crew was stopped (approval.headless: fail)", r.Rule),
+					"run the crew on a terminal, or answer from another one with 'crewgate approve'"})
 			}
 		})
 	}
@@ -229,29 +242,35 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 
 	// The child's signals are the runner's business: a Ctrl-C must not stop
 	// the proxy before the child has finished with it.
-	code, err := runner.Run(runCtx, child)
+	code, err = runner.Run(runCtx, child)
 	if relay != nil {
 		relay.Close() // restore the terminal before the summary line
 	}
 	queue.Close() // what still waits is denied
 	p.Close()
 	st := p.Stats()
-	if cerr := rec.Close(audit.Event{End: &audit.End{ExitCode: code}}); cerr != nil {
-		fmt.Fprintf(f.errOut, "crewgate: closing the session log: %v\n", cerr)
-	}
+	closeLog()
 	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked; log: %s\n", session, st.Requests, st.Denied, st.Masked, rec.Path())
 	if err != nil {
 		return &exitError{code: code, what: "run", err: err, hint: "check the command name and that it is on PATH"}
 	}
 	if reason := context.Cause(runCtx); reason != nil && !errors.Is(reason, context.Canceled) {
-		return &exitError{code: exitFailure, what: "run", err: reason,
-			hint: "answer approvals with 'crewgate run' on a terminal or 'crewgate approve', or fix the session log's directory"}
+		return &exitError{code: exitFailure, what: "run", err: reason}
 	}
 	if code != 0 {
 		return silentExit(code)
 	}
 	return nil
 }
+
+// stopReason is why crewgate stopped the crew itself, with what to do.
+type stopReason struct {
+	err  error
+	hint string
+}
+
+func (s stopReason) Error() string { return s.err.Error() }
+func (s stopReason) Hint() string  { return s.hint }
 
 // terminals returns crewgate's stdin and stderr when both are terminals:
 // then a human is there to answer prompts.

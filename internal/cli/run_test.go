@@ -556,10 +556,36 @@ rules:
 `)
 	marker := filepath.Join(s.home, "went-on")
 	r := s.run("", "run", "--", "sh", "-c", `curl -sS -X DELETE https://api.example.com/v1/files/1; sleep 5; touch `+marker)
-	if r.code != 1 || !strings.Contains(r.stderr, "crewgate: run: rule confirm-deletes needs approval and there is no terminal to ask") {
+	if r.code != 1 || !strings.Contains(r.stderr, "crewgate: run: rule confirm-deletes needs approval and there is no terminal to ask") ||
+		!strings.Contains(r.stderr, "hint: run the crew on a terminal") {
 		t.Errorf("exit %d\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the crew went on after the run failed")
+	}
+}
+
+// TestRunFailingAfterTheLogOpensClosesIt: a run that fails before its child
+// starts (here: a bad SSL_CERT_FILE) still ends its session log cleanly.
+func TestRunFailingAfterTheLogOpensClosesIt(t *testing.T) {
+	s := newSandbox(t)
+	bad := filepath.Join(s.home, "not-pem.crt")
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	s.env = append(s.env, "SSL_CERT_FILE="+bad)
+	r := s.run("", "run", "--", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, "crewgate: run: writing the CA bundle") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	logs, _ := filepath.Glob(filepath.Join(s.home, ".local", "state", "crewgate", "sessions", "*.jsonl"))
+	if len(logs) != 1 {
+		t.Fatalf("logs: %v", logs)
+	}
+	id := strings.TrimSuffix(filepath.Base(logs[0]), ".jsonl")
+	v := s.run("", "sessions", "verify", id)
+	if v.code != 0 || strings.Contains(v.stdout+v.stderr, "abrupt") {
+		t.Errorf("verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), `"type":"session_end"`) {
+		t.Errorf("the log has no end:\n%s", b)
 	}
 }
