@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -68,37 +67,16 @@ func newBenchRig(b *testing.B, h http.Handler, rec ...Recorder) *benchRig {
 	b.Helper()
 	up := httptest.NewTLSServer(h) // HTTP/1.1 only, like the intercepted side
 	b.Cleanup(up.Close)
-	sessionCA, err := ca.New([]string{benchHost}, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
 	u := &upstream{Server: up}
-	cfg := Config{
-		Upstreams: []Upstream{{
-			Name: "bench", Hosts: []string{benchHost}, Source: staticSource{token: realSecret},
-			Placeholder: placeholder, Address: u.addr(), RootCAs: u.pool(),
-		}},
-		CA: sessionCA, Credential: proxyCred, Session: "bench",
-	}
+	cfg := Config{Upstreams: []Upstream{{
+		Name: "bench", Hosts: []string{benchHost}, Source: staticSource{token: realSecret},
+		Placeholder: placeholder, Address: u.addr(), RootCAs: u.pool(),
+	}}}
 	if len(rec) > 0 {
 		cfg.Recorder = rec[0]
 	}
-	p, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go p.Serve(ln)
-	b.Cleanup(func() { p.Close() })
-	r := &benchRig{
-		up:        up,
-		proxyURL:  &url.URL{Scheme: "http", User: url.UserPassword("crewgate", proxyCred), Host: ln.Addr().String()},
-		sessionCA: sessionCA,
-		direct:    up.Client(),
-	}
+	rig := start(b, cfg)
+	r := &benchRig{up: up, proxyURL: rig.url, sessionCA: rig.ca, direct: up.Client()}
 	r.proxied = r.client(false)
 	b.Cleanup(func() {
 		r.direct.CloseIdleConnections()

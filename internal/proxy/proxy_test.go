@@ -78,7 +78,7 @@ type harness struct {
 	client *http.Client
 }
 
-func start(t *testing.T, cfg Config) *harness {
+func start(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	var hosts []string
 	for _, u := range cfg.Upstreams {
