@@ -53,9 +53,13 @@ func (f *factory) secretEnv() (*secretEnv, error) {
 	return &secretEnv{cfg: cfg, store: store}, nil
 }
 
-func checkSecretName(name string) error {
-	if !secretNameRE.MatchString(name) {
-		return usageErrorf("secret name %q: use 1-64 lower-case letters, digits, '_', '-' or '.'", name)
+// secretNameArg takes exactly one argument, a valid secret name.
+func secretNameArg(cmd *cobra.Command, args []string) error {
+	if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+		return err
+	}
+	if !secretNameRE.MatchString(args[0]) {
+		return usageErrorf("secret name %q: use 1-64 lower-case letters, digits, '_', '-' or '.'", args[0])
 	}
 	return nil
 }
@@ -69,12 +73,9 @@ one trailing newline removed; on a terminal you are prompted and the input is
 hidden. Replaces any value stored under NAME before.`,
 		Example: `  crewgate secret set openai              # prompts, input hidden
   printf %s "$KEY" | crewgate secret set openai`,
-		Args: cobra.ExactArgs(1),
+		Args: secretNameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkSecretName(name); err != nil {
-				return err
-			}
 			env, err := f.secretEnv()
 			if err != nil {
 				return err
@@ -184,12 +185,9 @@ func newSecretRmCmd(f *factory) *cobra.Command {
 		Use:     "rm NAME",
 		Aliases: []string{"remove", "delete"},
 		Short:   "Delete a stored secret",
-		Args:    cobra.ExactArgs(1),
+		Args:    secretNameArg,
 		RunE: func(_ *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkSecretName(name); err != nil {
-				return err
-			}
 			env, err := f.secretEnv()
 			if err != nil {
 				return err
