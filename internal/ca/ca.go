@@ -11,6 +11,8 @@
 package ca
 
 import (
+	"github.com/crewgate/crewgate/internal/authority"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -88,10 +90,13 @@ func New(hosts []string, validity time.Duration) (*CA, error) {
 	var permitted []string
 	seen := map[string]bool{}
 	for _, h := range hosts {
-		name, wildcard, err := parseHostEntry(h)
+		// The port of an entry does not matter here: a certificate names
+		// hosts, and the proxy binds each route to its port.
+		pat, err := authority.ParsePattern(h)
 		if err != nil {
 			return nil, fmt.Errorf("new session CA: %w", err)
 		}
+		name, wildcard := pat.Name, pat.Wildcard
 		constraint := name
 		if wildcard {
 			constraint = "." + name
@@ -235,7 +240,7 @@ func (c *CA) allowed(host string) (string, error) {
 	if _, err := netip.ParseAddr(name); err == nil {
 		return "", fmt.Errorf("issue certificate for %s: IP addresses are outside the session CA's constraints", host)
 	}
-	if err := checkName(name); err != nil {
+	if err := authority.CheckName(name); err != nil {
 		return "", fmt.Errorf("issue certificate for %q: %w", host, err)
 	}
 	if c.exact[name] {
@@ -285,46 +290,6 @@ func (c *CA) issue(tmpl *x509.Certificate) (*tls.Certificate, error) {
 	}
 	// The chain is the leaf alone: clients hold the CA as a trust anchor.
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, nil
-}
-
-// parseHostEntry checks one entry of New's hosts: an exact name or
-// "*.suffix". It returns the lower-case name (the suffix for a wildcard).
-func parseHostEntry(h string) (name string, wildcard bool, err error) {
-	name = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
-	if rest, ok := strings.CutPrefix(name, "*."); ok {
-		name, wildcard = rest, true
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return "", false, fmt.Errorf("host %q: IP addresses cannot be intercepted (the CA excludes all IP ranges)", h)
-	}
-	if err := checkName(name); err != nil {
-		return "", false, fmt.Errorf("host %q: %w", h, err)
-	}
-	return name, wildcard, nil
-}
-
-// checkName accepts a lower-case ASCII DNS name (IDNs in their xn-- form).
-func checkName(name string) error {
-	if name == "" {
-		return errors.New("empty host name")
-	}
-	if len(name) > 253 {
-		return errors.New("host name longer than 253 bytes")
-	}
-	for label := range strings.SplitSeq(name, ".") {
-		if label == "" || len(label) > 63 {
-			return errors.New("host name has an empty or over-long label")
-		}
-		for i := 0; i < len(label); i++ {
-			b := label[i]
-			ok := b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' ||
-				b == '-' && i > 0 && i < len(label)-1
-			if !ok {
-				return fmt.Errorf("host name has an invalid character %q (want letters, digits, '-', '_'; a wildcard only as a leading \"*.\")", b)
-			}
-		}
-	}
-	return nil
 }
 
 func randomSerial() (*big.Int, error) {

@@ -112,7 +112,7 @@ func TestNewValidity(t *testing.T) {
 func TestNewBadHosts(t *testing.T) {
 	for _, hosts := range [][]string{
 		nil, {}, {""}, {"*"}, {"*."}, {"1.2.3.4"}, {"::1"}, {"*.10.0.0.1"}, {"a..b"}, {"foo.*.test"},
-		{"a b.test"}, {"-a.test"}, {"a-.test"}, {"good.test:443"}, {"good.test", "evil/.test"},
+		{"a b.test"}, {"-a.test"}, {"a-.test"}, {"good.test:0"}, {"good.test:http"}, {"*.com"}, {"*.co.uk"}, {"good.test", "evil/.test"},
 		{strings.Repeat("a", 64) + ".test"},
 	} {
 		if c, err := New(hosts, time.Hour); err == nil {

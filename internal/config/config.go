@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/crewgate/crewgate/internal/authority"
 )
 
 // Config is crewgate's whole configuration. Field tags name the YAML keys;
@@ -177,7 +179,6 @@ func uniq(in []string) []string {
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-	hostRE = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
 )
 
 // validate checks what the schema cannot: allowed values, references and
@@ -240,13 +241,24 @@ func (c *Config) validate() error {
 			return c.errorf(key+".hosts", "upstream %q needs at least one host", u.Name)
 		}
 		for j, h := range u.Hosts {
-			if !hostRE.MatchString(h) {
-				return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "%q is not a host name or *.suffix", h)
+			pat, err := authority.ParsePattern(h)
+			if err != nil {
+				return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "%v (want a host name or *.suffix, optionally with :port)", err)
 			}
-			if other, dup := hosts[h]; dup {
-				return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "host %q already belongs to upstream %q", h, other)
+			// A bare name stands for 443 (and 80 for plain HTTP): it
+			// overlaps the same name with either port.
+			ports := []string{pat.Port}
+			if pat.Port == "" {
+				ports = []string{authority.HTTPS, authority.HTTP}
 			}
-			hosts[h] = u.Name
+			for _, port := range ports {
+				k := pat
+				k.Port = port
+				if other, dup := hosts[k.String()]; dup {
+					return c.errorf(fmt.Sprintf("%s.hosts[%d]", key, j), "host %q already belongs to upstream %q", h, other)
+				}
+				hosts[k.String()] = u.Name
+			}
 		}
 		cred := u.Credential
 		switch cred.Source {

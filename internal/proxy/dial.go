@@ -26,17 +26,65 @@ var deniedPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("ff00::/8"),           // IPv6 multicast
 }
 
+// deniedIP reports whether ip, or an IPv4 address it carries, is denied. An
+// IPv6 zone is dropped first (netip's Contains never matches a zoned
+// address), and the IPv4 address inside an IPv6 one is checked on its own:
+// mapped and compatible forms, NAT64 (64:ff9b::/96 and every RFC 6052
+// layout of 64:ff9b:1::/48), 6to4 (2002::/16) and a Teredo client
+// (2001::/32), each of which a gateway on the path may turn back into
+// 169.254.169.254.
 func deniedIP(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if ip.IsUnspecified() {
+	ip = ip.WithZone("").Unmap()
+	if ip.IsUnspecified() || deniedPrefix(ip) {
 		return true
 	}
+	if !ip.Is6() {
+		return false
+	}
+	for _, v4 := range embeddedIPv4(ip.As16()) {
+		if v4.IsUnspecified() || deniedPrefix(v4) {
+			return true
+		}
+	}
+	return false
+}
+
+func deniedPrefix(ip netip.Addr) bool {
 	for _, p := range deniedPrefixes {
 		if p.Contains(ip) {
 			return true
 		}
 	}
 	return false
+}
+
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour      = netip.MustParsePrefix("2002::/16")
+	teredo         = netip.MustParsePrefix("2001::/32")
+	compatible     = netip.MustParsePrefix("::/96")
+)
+
+// embeddedIPv4 lists the IPv4 addresses an IPv6 address may stand for.
+func embeddedIPv4(b [16]byte) []netip.Addr {
+	ip := netip.AddrFrom16(b)
+	v4 := func(i ...int) netip.Addr {
+		return netip.AddrFrom4([4]byte{b[i[0]], b[i[1]], b[i[2]], b[i[3]]})
+	}
+	switch {
+	case nat64WellKnown.Contains(ip), compatible.Contains(ip) && !ip.IsLoopback():
+		return []netip.Addr{v4(12, 13, 14, 15)}
+	case nat64Local.Contains(ip):
+		// RFC 6052 section 2.2: prefixes of /48, /56, /64 and /96 put the
+		// address at different bits (skipping byte 8, the u octet).
+		return []netip.Addr{v4(6, 7, 9, 10), v4(7, 9, 10, 11), v4(9, 10, 11, 12), v4(12, 13, 14, 15)}
+	case sixToFour.Contains(ip):
+		return []netip.Addr{v4(2, 3, 4, 5)}
+	case teredo.Contains(ip):
+		return []netip.Addr{v4(4, 5, 6, 7), netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})}
+	}
+	return nil
 }
 
 // allowedIPs resolves host and refuses it when any address is denied; the

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/crewgate/crewgate/internal/approval"
 	"github.com/crewgate/crewgate/internal/audit"
+	"github.com/crewgate/crewgate/internal/authority"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/policy"
 )
@@ -39,17 +41,49 @@ const (
 
 // Refusal kinds, sent in X-Crewgate-Error and the JSON body's "error".
 const (
-	errProxyAuth   = "proxy-auth-required"
-	errEgress      = "egress-denied"
-	errAddress     = "address-denied"
-	errLeak        = "placeholder-leak"
-	errLogin       = "login-required"
-	errToken       = "credential-unavailable"
-	errUpstream    = "upstream-unreachable"
-	errNotAProxy   = "not-a-proxy-request"
-	errRequestMask = "request-masking-failed"
-	errPolicy      = "policy-denied"
+	errProxyAuth    = "proxy-auth-required"
+	errEgress       = "egress-denied"
+	errAddress      = "address-denied"
+	errLeak         = "placeholder-leak"
+	errLogin        = "login-required"
+	errToken        = "credential-unavailable"
+	errUpstream     = "upstream-unreachable"
+	errNotAProxy    = "not-a-proxy-request"
+	errRequestMask  = "request-masking-failed"
+	errPolicy       = "policy-denied"
+	errMisdirected  = "misdirected-request"
+	errBadAuthority = "bad-authority"
 )
+
+// mitmConn is what an intercepted CONNECT fixed for every request inside it.
+type mitmConn struct {
+	route     *route
+	authority authority.Authority
+}
+
+// sameAuthority checks that every authority the request names (its Host
+// header and an absolute-form target) is want.
+func sameAuthority(req *http.Request, want authority.Authority, defaultPort string) error {
+	names := append([]string{req.Host, req.URL.Host}, req.Header.Values("Host")...)
+	for _, hp := range names {
+		if hp == "" {
+			continue
+		}
+		a, err := authority.Parse(hp, defaultPort)
+		if err != nil || a != want {
+			return fmt.Errorf("the request names %s, but this connection is to %s; one connection serves one host and port", printableHost(hp), want)
+		}
+	}
+	return nil
+}
+
+// printableHost quotes a crew-chosen host for a log line or refusal.
+func printableHost(s string) string {
+	if len(s) > 256 {
+		s = s[:256] + "..."
+	}
+	return strconv.Quote(s)
+}
 
 // approvalErrors names the refusal for each way an approval can end in "no".
 var approvalErrors = map[string]string{
@@ -128,20 +162,25 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 		p.log.Warn("request refused", "kind", errProxyAuth, "method", "CONNECT", "host", hostport)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectProxyAuthHijack, Hijack: hijack407}, hostport
 	}
-	host, port := splitHostPort(hostport, "443")
-	if r := p.match(host); r != nil {
-		ctx.UserData = r
+	a, err := authority.Parse(hostport, authority.HTTPS)
+	if err != nil {
+		p.requests.Add(1)
+		return p.rejectConnect(ctx, http.StatusBadRequest, errBadAuthority, "", err.Error()), hostport
+	}
+	host, port := a.Host, a.Port
+	if r, _ := p.match(a, authority.HTTPS); r != nil {
+		ctx.UserData = &mitmConn{route: r, authority: a}
 		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
 			return p.cfg.CA.TLSConfig(host)
 		}}, hostport
 	}
 	p.requests.Add(1)
 	if p.cfg.DefaultAction == "deny" {
-		return p.rejectConnect(ctx, errEgress, "default_action", host+" is not a configured upstream and default_action is deny"), hostport
+		return p.rejectConnect(ctx, http.StatusForbidden, errEgress, "default_action", host+" is not a configured upstream and default_action is deny"), hostport
 	}
 	ips, err := p.allowedIPs(ctx.Req.Context(), host)
 	if err != nil {
-		return p.rejectConnect(ctx, errAddress, "", err.Error()), hostport
+		return p.rejectConnect(ctx, http.StatusForbidden, errAddress, "", err.Error()), hostport
 	}
 	// A tunnel shows crewgate only its host: rules on the host, the
 	// CONNECT method and the identity decide it.
@@ -149,7 +188,7 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 	st := &reqState{id: p.nextID(), start: time.Now()}
 	v := p.decide(ctx.Req.Context(), preq, "https://"+hostport, st, nil)
 	if v.kind != "" {
-		return p.rejectConnect(ctx, v.kind, v.rule, v.reason), hostport
+		return p.rejectConnect(ctx, http.StatusForbidden, v.kind, v.rule, v.reason), hostport
 	}
 	p.record(p.requestEvent(ctx.Req, st, v.action, "", ""))
 	ctx.Dialer = p.countTunnel(p.tunnelDialer(ips, port), hostport, st)
@@ -157,10 +196,10 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, hostport
 }
 
-func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, kind, rule, reason string) *goproxy.ConnectAction {
+func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, code int, kind, rule, reason string) *goproxy.ConnectAction {
 	p.denied.Add(1)
 	p.log.Warn("request refused", "kind", kind, "method", "CONNECT", "host", ctx.Req.URL.Host, "reason", reason)
-	ctx.Resp = refusal(ctx.Req, p.cfg.Session, http.StatusForbidden, kind, rule, reason)
+	ctx.Resp = refusal(ctx.Req, p.cfg.Session, code, kind, rule, reason)
 	p.recordRefusal(ctx.Req, &reqState{id: p.nextID(), start: time.Now(), rule: rule}, ctx.Resp, kind, reason)
 	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
 }
@@ -193,11 +232,11 @@ func hijack407(_ *http.Request, conn net.Conn, _ *goproxy.ProxyCtx) {
 // handleRequest runs for plain-HTTP proxy requests and for every request
 // inside an intercepted CONNECT.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	r, inMITM := ctx.UserData.(*route)
-	st := &reqState{route: r, id: p.nextID(), start: time.Now()}
+	mc, inMITM := ctx.UserData.(*mitmConn)
+	st := &reqState{id: p.nextID(), start: time.Now()}
 	ctx.UserData = st
 	refuse := func(code int, kind, rule, reason string) (*http.Request, *http.Response) {
-		if code == http.StatusForbidden {
+		if code == http.StatusForbidden || code == http.StatusMisdirectedRequest {
 			p.denied.Add(1)
 		}
 		st.ownResp = true
@@ -209,19 +248,49 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 
 	p.requests.Add(1)
-	if !inMITM {
+	var r *route
+	var dest authority.Authority // the one authority the request goes to
+	if inMITM {
+		dest = mc.authority
+		// One authority per connection: whatever the crew writes in Host or
+		// an absolute-form target, the request goes to the CONNECT's host
+		// and port, or nowhere.
+		if err := sameAuthority(req, mc.authority, authority.HTTPS); err != nil {
+			return refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
+		}
+		r = mc.route
+		req.URL.Scheme = "https" // also for plain HTTP inside the tunnel: never a credential in clear text
+		req.URL.Host = mc.authority.Host
+		if mc.authority.Port != authority.HTTPS {
+			req.URL.Host = mc.authority.String()
+		}
+	} else {
 		if !p.authorized(req.Header) {
 			_, resp := refuse(http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
 			resp.Header.Set("Proxy-Authenticate", `Basic realm="crewgate"`)
 			return req, resp
 		}
 		req.Header.Del("Proxy-Authorization")
-		if r = p.match(req.URL.Hostname()); r != nil {
-			// Never send a credential in clear text: talk TLS to the upstream.
+		a, err := authority.Parse(req.URL.Host, authority.HTTP)
+		if err != nil {
+			return refuse(http.StatusBadRequest, errBadAuthority, "", err.Error())
+		}
+		dest = a
+		if err := sameAuthority(req, a, authority.HTTP); err != nil {
+			return refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
+		}
+		var pat authority.Pattern
+		if r, pat = p.match(a, authority.HTTP); r != nil {
+			// Never send a credential in clear text: talk TLS to the
+			// upstream, on 443 unless the hosts entry names a port.
 			req.URL.Scheme = "https"
-			st.route = r
+			req.URL.Host = a.Host
+			if pat.Port != "" {
+				req.URL.Host = a.String()
+			}
 		}
 	}
+	st.route = r
 
 	if p.cfg.Recorder != nil {
 		st.prefix(req) // the log shows a masked preview of the body as sent
@@ -232,8 +301,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		return req2, resp
 	}
 	if p.cfg.Policy != nil {
-		host, _ := splitHostPort(req.URL.Host, "")
-		preq := &policy.Request{Method: req.Method, Host: strings.ToLower(host), Path: req.URL.Path, Header: req.Header}
+		preq := &policy.Request{Method: req.Method, Host: dest.Host, Path: req.URL.Path, Header: req.Header}
 		if p.cfg.Policy.NeedsBody() {
 			preq.Body, preq.BodyTruncated = st.prefix(req)
 		}
@@ -245,7 +313,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 
 	if r == nil {
-		host, _ := splitHostPort(req.URL.Host, "80")
+		host := dest.Host
 		if p.cfg.DefaultAction == "deny" {
 			return refuse(http.StatusForbidden, errEgress, "default_action", host+" is not a configured upstream and default_action is deny")
 		}

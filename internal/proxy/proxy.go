@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -34,6 +33,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/authority"
 	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/mask"
 	"github.com/crewgate/crewgate/internal/policy"
@@ -52,7 +52,7 @@ type CA interface {
 // Upstream is a service whose traffic crewgate intercepts.
 type Upstream struct {
 	Name  string
-	Hosts []string // exact names or "*.suffix"
+	Hosts []string // exact names or "*.suffix", each optionally with ":port" (see package authority)
 	// Source yields the credential to inject; nil injects nothing.
 	Source CredentialSource
 	Header string // header that carries the credential; "" means Authorization
@@ -136,6 +136,7 @@ type Proxy struct {
 // route is one upstream, ready to serve.
 type route struct {
 	Upstream
+	patterns  []authority.Pattern
 	format    *template.Template
 	transport *http.Transport
 	resp      *maskers
@@ -174,6 +175,13 @@ func New(cfg Config) (*Proxy, error) {
 	p.lits = newLiterals()
 	for _, u := range cfg.Upstreams {
 		r := &route{Upstream: u}
+		for _, h := range u.Hosts {
+			pat, err := authority.ParsePattern(h)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: upstream %s: %w", u.Name, err)
+			}
+			r.patterns = append(r.patterns, pat)
+		}
 		if r.Header == "" {
 			r.Header = "Authorization"
 		}
@@ -291,19 +299,16 @@ func (p *Proxy) authorized(h http.Header) bool {
 	return subtle.ConstantTimeCompare(got, p.auth) == 1
 }
 
-// match finds the upstream that claims host (no port), or nil.
-func (p *Proxy) match(host string) *route {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+// match finds the upstream that claims a, and the hosts entry that did;
+// defaultPort is what an entry without a port stands for (authority.HTTPS
+// for CONNECT, authority.HTTP for plain-HTTP proxy requests).
+func (p *Proxy) match(a authority.Authority, defaultPort string) (*route, authority.Pattern) {
 	for _, r := range p.routes {
-		for _, h := range r.Hosts {
-			if suffix, ok := strings.CutPrefix(h, "*."); ok {
-				if strings.HasSuffix(host, "."+suffix) {
-					return r
-				}
-			} else if host == h {
-				return r
+		for _, h := range r.patterns {
+			if h.Match(a, defaultPort) {
+				return r, h
 			}
 		}
 	}
-	return nil
+	return nil, authority.Pattern{}
 }
