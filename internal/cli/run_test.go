@@ -404,7 +404,7 @@ func TestDemo(t *testing.T) {
 		"the model answered: Deploy notes: the CI user has AWS key [MASKED:aws_access_key], page [MASKED:email]",
 		"streaming the same answer: Deploy notes: the CI user has AWS key [MASKED:aws_access_key]",
 		"the key you sent me is [MASKED:credential].",
-		`the destructive prompt was refused: 403 {"error":"policy-denied","rule":"no-destructive-sql","reason":"agents never drop tables"`,
+		`the destructive prompt was refused: 403 {"type":"error","error":{"type":"crewgate_refusal","code":"policy-denied","message":"crewgate refused the request (policy-denied) by rule no-destructive-sql: agents never drop tables"`,
 		"https://example.com/ was refused: Tunnel connection failed: 403",
 		"http://169.254.169.254/latest/meta-data/ was refused: 403",
 	} {
@@ -445,7 +445,7 @@ func TestRunHeadlessApprovalDenies(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the headless denial took %s", d)
 	}
-	if r.code != 0 || !strings.Contains(r.stdout, `"error":"approval-unavailable","rule":"confirm-deletes"`) {
+	if r.code != 0 || !strings.Contains(r.stdout, `"code":"approval-unavailable","message":"crewgate refused the request (approval-unavailable) by rule confirm-deletes: rule confirm-deletes needs approval and there is no terminal to ask`) {
 		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	api.mu.Lock()

@@ -345,3 +345,58 @@ func TestZonedAndNAT64MetadataRefused(t *testing.T) {
 		t.Errorf("plain HTTP to NAT64 metadata: %d", resp.StatusCode)
 	}
 }
+
+// TestBoundsInsideTunnels: a huge head inside an intercepted connection is
+// refused (it would otherwise be forwarded with the credential), and a head
+// that trickles in is dropped, as on the outer port.
+func TestBoundsInsideTunnels(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfg := Config{Upstreams: []Upstream{openaiUpstream(up)}, HeaderTimeout: 300 * time.Millisecond}
+	h := start(t, cfg)
+
+	huge := "GET /v1/models HTTP/1.1\r\nHost: openai.example.com\r\nX-Pad: " + strings.Repeat("a", 2<<20) + "\r\n\r\n"
+	for name, conn := range map[string]func() net.Conn{
+		"outer port": func() net.Conn {
+			c, err := net.Dial("tcp", h.url.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		},
+		"intercepted": func() net.Conn { return tunnelTLS(t, h, "openai.example.com:443", "openai.example.com") },
+	} {
+		t.Run(name+", huge head", func(t *testing.T) {
+			c := conn()
+			go io.WriteString(c, huge)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer to a 2 MiB head: %v", err)
+			}
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("status %d, want 431", resp.StatusCode)
+			}
+		})
+		t.Run(name+", slow head", func(t *testing.T) {
+			c := conn()
+			io.WriteString(c, "GET /v1/models HTTP/1.1\r\nHost: openai")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			start := time.Now()
+			_, err := c.Read(make([]byte, 1024))
+			if err == nil {
+				// net/http may answer 408 before it closes; then the close follows.
+				_, err = c.Read(make([]byte, 1024))
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the slow head was still open after %v", time.Since(start))
+			}
+		})
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("the upstream got %d requests", n)
+	}
+	// Control: a normal request on a new intercepted connection still works.
+	if resp, _ := get(t, h.client, "https://openai.example.com/v1/models"); resp.StatusCode != 200 {
+		t.Errorf("control: %d", resp.StatusCode)
+	}
+}

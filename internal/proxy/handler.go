@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,9 +168,9 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 	}
 	host, port := a.Host, a.Port
 	if r, _ := p.match(a, authority.HTTPS); r != nil {
-		ctx.UserData = &mitmConn{route: r, authority: a}
-		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: func(string, *goproxy.ProxyCtx) (*tls.Config, error) {
-			return p.cfg.CA.TLSConfig(host)
+		mc := &mitmConn{route: r, authority: a}
+		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: func(_ *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
+			p.serveMITM(client, mc)
 		}}, hostport
 	}
 	p.requests.Add(1)
@@ -607,13 +606,13 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	return resp
 }
 
-// refusal is crewgate's own answer: a small JSON body and X-Crewgate-Error.
+// refusal is crewgate's own answer: the JSON body DESIGN.md fixes, shaped
+// like the OpenAI and Anthropic APIs' errors so that the crew's SDK puts
+// the reason in its own error message, and X-Crewgate-Error.
 func refusal(req *http.Request, session string, code int, kind, rule, reason string) *http.Response {
-	body, _ := json.Marshal(refusalBody{Error: kind, Rule: rule, Reason: reason, Session: session})
-	body = append(body, '\n')
+	body := refusalJSON(session, kind, rule, reason)
 	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Crewgate-Error", kind)
+	setRefusalHeaders(h, kind)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	return &http.Response{
 		StatusCode:    code,
@@ -628,18 +627,50 @@ func refusal(req *http.Request, session string, code int, kind, rule, reason str
 	}
 }
 
+// refusalBody is the JSON of a refusal.
 type refusalBody struct {
-	Error   string `json:"error"`
+	Type  string       `json:"type"` // "error"
+	Error refusalError `json:"error"`
+}
+
+type refusalError struct {
+	Type    string `json:"type"` // "crewgate_refusal"
+	Code    string `json:"code"` // the refusal kind, as in X-Crewgate-Error
+	Message string `json:"message"`
 	Rule    string `json:"rule,omitempty"`
-	Reason  string `json:"reason"`
 	Session string `json:"session"`
 }
 
+func refusalJSON(session, kind, rule, reason string) []byte {
+	msg := "crewgate refused the request (" + kind + ")"
+	if rule != "" {
+		msg += " by rule " + rule
+	}
+	if reason != "" {
+		msg += ": " + reason
+	}
+	body, _ := json.Marshal(refusalBody{Type: "error", Error: refusalError{
+		Type: "crewgate_refusal", Code: kind, Message: msg, Rule: rule, Session: session,
+	}})
+	return append(body, '\n')
+}
+
+// setRefusalHeaders marks a refusal; the SDKs of OpenAI and Anthropic retry
+// 5xx answers unless told not to, and a dead login or a missing credential
+// does not heal by retrying.
+func setRefusalHeaders(h http.Header, kind string) {
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Crewgate-Error", kind)
+	switch kind {
+	case errLogin, errToken:
+		h.Set("X-Should-Retry", "false")
+	}
+}
+
 func writeRefusal(w http.ResponseWriter, session string, code int, kind, rule, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Crewgate-Error", kind)
+	setRefusalHeaders(w.Header(), kind)
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(refusalBody{Error: kind, Rule: rule, Reason: reason, Session: session})
+	w.Write(refusalJSON(session, kind, rule, reason))
 }
 
 func splitHostPort(hostport, defaultPort string) (string, string) {

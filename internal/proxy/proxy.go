@@ -97,6 +97,9 @@ type Config struct {
 	Approver approval.Approver
 	// Recorder keeps the audit log; nil records nothing.
 	Recorder Recorder
+	// HeaderTimeout bounds how long a request head may take to arrive, on
+	// the outer port and inside intercepted connections; 0 means 30 s.
+	HeaderTimeout time.Duration
 }
 
 // Resolver looks up host addresses.
@@ -130,6 +133,7 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	srv    *http.Server
+	conns  map[net.Conn]struct{} // intercepted connections, served outside srv
 	closed bool
 }
 
@@ -165,6 +169,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = readHeaderTimeout
 	}
 	p := &Proxy{
 		cfg:  cfg,
@@ -255,7 +262,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
 		return fmt.Errorf("proxy: refusing to listen on %s: loopback only", ln.Addr())
 	}
-	srv := &http.Server{Handler: p.gp, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slogErrorLog(p.log)}
+	srv := &http.Server{Handler: p.gp, ReadHeaderTimeout: p.cfg.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: slogErrorLog(p.log)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -276,6 +283,9 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	srv := p.srv
+	for c := range p.conns {
+		c.Close()
+	}
 	p.mu.Unlock()
 	var err error
 	if srv != nil {

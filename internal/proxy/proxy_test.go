@@ -227,16 +227,21 @@ func rawConnect(t *testing.T, h *harness, target string) *http.Response {
 	return resp
 }
 
-func refusalOf(t *testing.T, resp *http.Response) refusalBody {
+// flatRefusal is what tests compare of a refusal.
+type flatRefusal struct{ Error, Rule, Reason, Session string }
+
+func refusalOf(t *testing.T, resp *http.Response) flatRefusal {
 	t.Helper()
 	var b refusalBody
 	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
 		t.Fatalf("refusal body: %v", err)
 	}
-	if resp.Header.Get("X-Crewgate-Error") != b.Error || b.Session != "test-session" {
+	e := b.Error
+	if b.Type != "error" || e.Type != "crewgate_refusal" || resp.Header.Get("X-Crewgate-Error") != e.Code || e.Session != "test-session" ||
+		!strings.Contains(e.Message, e.Code) || e.Rule != "" && !strings.Contains(e.Message, e.Rule) {
 		t.Errorf("refusal header %q, body %+v", resp.Header.Get("X-Crewgate-Error"), b)
 	}
-	return b
+	return flatRefusal{Error: e.Code, Rule: e.Rule, Reason: e.Message, Session: e.Session}
 }
 
 func TestRouting(t *testing.T) {
@@ -356,12 +361,14 @@ func TestLoginRequiredAnswers502(t *testing.T) {
 	u.Source = staticSource{err: fmt.Errorf("refresh: %w", creds.ErrLoginRequired)}
 	h := start(t, Config{Upstreams: []Upstream{u}})
 	resp, body := get(t, h.client, "https://openai.example.com/")
-	if resp.StatusCode != 502 || resp.Header.Get("X-Crewgate-Error") != errLogin || !strings.Contains(body, "run 'crewgate login'") {
+	if resp.StatusCode != 502 || resp.Header.Get("X-Crewgate-Error") != errLogin || !strings.Contains(body, "run 'crewgate login'") ||
+		resp.Header.Get("X-Should-Retry") != "false" {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
 	u.Source = staticSource{err: errors.New("provider down")}
 	h = start(t, Config{Upstreams: []Upstream{u}})
-	if resp, _ := get(t, h.client, "https://openai.example.com/"); resp.StatusCode != 502 || resp.Header.Get("X-Crewgate-Error") != errToken {
+	if resp, _ := get(t, h.client, "https://openai.example.com/"); resp.StatusCode != 502 || resp.Header.Get("X-Crewgate-Error") != errToken ||
+		resp.Header.Get("X-Should-Retry") != "false" {
 		t.Errorf("%d", resp.StatusCode)
 	}
 }
