@@ -20,6 +20,25 @@ ensure_packages() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
+# ensure_sdks installs the npm AI SDKs (and a Node new enough to honour the
+# proxy variables) that tests run as the crew, from internal/cli/testdata/sdk's
+# lock file, when they are missing or the lock file changed.
+ensure_sdks() {
+	local dir=internal/cli/testdata/sdk
+	if [ -x "$dir/node_modules/.bin/node" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.json.installed"; then
+		return 0
+	fi
+	command -v npm >/dev/null || {
+		echo "== installing npm"
+		local sudo=""
+		[ "$(id -u)" -eq 0 ] || sudo="sudo"
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
+	}
+	echo "== npm ci in $dir (the SDKs the crew tests use)"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json node_modules/.package-lock.json.installed)
+}
+
 # with_test_keyring runs its arguments inside a new D-Bus session whose
 # gnome-keyring is unlocked with a fixed password and keeps its keyrings in a
 # temporary directory that is removed afterwards.

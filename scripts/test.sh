@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 ensure_packages
+ensure_sdks
 
 echo "== go vet ./..."
 go vet ./...
