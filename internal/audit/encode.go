@@ -37,8 +37,8 @@ var knownLayouts = map[reflect.Type]string{
 	reflect.TypeFor[Event]():    "Seq int64 json:\"seq\";Type audit.Type json:\"type\";Time time.Time json:\"time\";Session string json:\"session\";ID string json:\"id,omitempty\";Start *audit.Start json:\"start,omitempty\";Request *audit.Request json:\"request,omitempty\";Approval *audit.Approval json:\"approval,omitempty\";Response *audit.Response json:\"response,omitempty\";Tunnel *audit.Tunnel json:\"tunnel,omitempty\";Leak *audit.Leak json:\"leak,omitempty\";End *audit.End json:\"end,omitempty\";Gap *audit.Gap json:\"gap,omitempty\";Prev string json:\"prev\";Hash string json:\"hash,omitempty\";",
 	reflect.TypeFor[Identity](): "Subject string json:\"subject,omitempty\";Email string json:\"email,omitempty\";Name string json:\"name,omitempty\";Issuer string json:\"issuer,omitempty\";Groups []string json:\"groups,omitempty\";",
 	reflect.TypeFor[Start]():    "Identity audit.Identity json:\"identity\";Command []string json:\"command\";ConfigDigest string json:\"config_digest,omitempty\";Version string json:\"version,omitempty\";Nonce string json:\"nonce\";",
-	reflect.TypeFor[Request]():  "Method string json:\"method\";URL string json:\"url\";Upstream string json:\"upstream,omitempty\";Route string json:\"route,omitempty\";Rule string json:\"rule,omitempty\";Decision string json:\"decision\";Reason string json:\"reason,omitempty\";Refusal string json:\"refusal,omitempty\";Headers http.Header json:\"headers,omitempty\";Body *audit.Body json:\"body,omitempty\";",
-	reflect.TypeFor[Approval](): "Decision string json:\"decision\";Scope string json:\"scope,omitempty\";By string json:\"by,omitempty\";How string json:\"how\";WaitedMS int64 json:\"waited_ms\";",
+	reflect.TypeFor[Request]():  "Method string json:\"method\";URL string json:\"url\";Upstream string json:\"upstream,omitempty\";Route audit.Route json:\"route,omitempty\";Rule string json:\"rule,omitempty\";Decision audit.Decision json:\"decision\";Reason string json:\"reason,omitempty\";Refusal string json:\"refusal,omitempty\";Headers http.Header json:\"headers,omitempty\";Body *audit.Body json:\"body,omitempty\";",
+	reflect.TypeFor[Approval](): "Decision audit.Decision json:\"decision\";Scope string json:\"scope,omitempty\";By string json:\"by,omitempty\";How string json:\"how\";WaitedMS int64 json:\"waited_ms\";",
 	reflect.TypeFor[Response](): "Status int json:\"status\";Headers http.Header json:\"headers,omitempty\";Bytes int64 json:\"bytes\";Masked map[string]int json:\"masked,omitempty\";Scanned bool json:\"scanned\";Form string json:\"form,omitempty\";DurationMS int64 json:\"duration_ms\";Streamed bool json:\"streamed\";Error string json:\"error,omitempty\";Body *audit.Body json:\"body,omitempty\";",
 	reflect.TypeFor[Tunnel]():   "Host string json:\"host\";BytesUp int64 json:\"bytes_up\";BytesDown int64 json:\"bytes_down\";DurationMS int64 json:\"duration_ms\";",
 	reflect.TypeFor[Leak]():     "Upstream string json:\"upstream\";To string json:\"to\";Where string json:\"where,omitempty\";",
@@ -64,8 +64,10 @@ func eventLayoutKnown() bool {
 		p := reflect.PointerTo(t)
 		return t.Implements(marshaler) || t.Implements(textMarshaler) || p.Implements(marshaler) || p.Implements(textMarshaler)
 	}
-	if custom(reflect.TypeFor[Type]()) || reflect.TypeFor[Type]().Kind() != reflect.String {
-		return false
+	for _, t := range []reflect.Type{reflect.TypeFor[Type](), reflect.TypeFor[Route](), reflect.TypeFor[Decision]()} {
+		if custom(t) || t.Kind() != reflect.String {
+			return false
+		}
 	}
 	for t, want := range knownLayouts {
 		if custom(t) || fieldLayout(t) != want {
@@ -121,10 +123,10 @@ func (enc *eventEncoder) appendEvent(dst []byte, e *Event) ([]byte, bool) {
 		b = append(b, `,"url":`...)
 		b = appendJSONString(b, r.URL)
 		b = appendOptString(b, `,"upstream":`, r.Upstream)
-		b = appendOptString(b, `,"route":`, r.Route)
+		b = appendOptString(b, `,"route":`, string(r.Route))
 		b = appendOptString(b, `,"rule":`, r.Rule)
 		b = append(b, `,"decision":`...)
-		b = appendJSONString(b, r.Decision)
+		b = appendJSONString(b, string(r.Decision))
 		b = appendOptString(b, `,"reason":`, r.Reason)
 		b = appendOptString(b, `,"refusal":`, r.Refusal)
 		if len(r.Headers) > 0 {
@@ -139,7 +141,7 @@ func (enc *eventEncoder) appendEvent(dst []byte, e *Event) ([]byte, bool) {
 	}
 	if a := e.Approval; a != nil {
 		b = append(b, `,"approval":{"decision":`...)
-		b = appendJSONString(b, a.Decision)
+		b = appendJSONString(b, string(a.Decision))
 		b = appendOptString(b, `,"scope":`, a.Scope)
 		b = appendOptString(b, `,"by":`, a.By)
 		b = append(b, `,"how":`...)

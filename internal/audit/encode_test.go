@@ -157,11 +157,11 @@ func (g *eventGen) event() *Event {
 		}
 	}
 	if g.bool() {
-		e.Request = &Request{Method: g.string(), URL: g.string(), Upstream: g.string(), Route: g.string(), Rule: g.string(),
-			Decision: g.string(), Reason: g.string(), Refusal: g.string(), Headers: g.header(), Body: g.body()}
+		e.Request = &Request{Method: g.string(), URL: g.string(), Upstream: g.string(), Route: Route(g.string()), Rule: g.string(),
+			Decision: Decision(g.string()), Reason: g.string(), Refusal: g.string(), Headers: g.header(), Body: g.body()}
 	}
 	if g.bool() {
-		e.Approval = &Approval{Decision: g.string(), Scope: g.string(), By: g.string(), How: g.string(), WaitedMS: g.int64()}
+		e.Approval = &Approval{Decision: Decision(g.string()), Scope: g.string(), By: g.string(), How: g.string(), WaitedMS: g.int64()}
 	}
 	if g.bool() {
 		e.Response = &Response{Status: int(g.int64()), Headers: g.header(), Bytes: g.int64(), Masked: g.counts(), Scanned: g.bool(),

@@ -39,11 +39,26 @@ const (
 	TypeGap Type = "gap"
 )
 
+// Decision is what crewgate decided about a request, or how an approval
+// came out.
+type Decision string
+
 // Decisions a Request or an Approval carries.
 const (
-	DecisionAllow   = "allow"
-	DecisionDeny    = "deny"
-	DecisionApprove = "approve" // waits for a human; an approval event follows
+	DecisionAllow   Decision = "allow"
+	DecisionDeny    Decision = "deny"
+	DecisionApprove Decision = "approve" // a human allowed it; an approval event says how
+)
+
+// Route is how the proxy handled a request's destination.
+type Route string
+
+// Routes a Request carries.
+const (
+	RouteIntercept Route = "intercept" // a configured upstream: TLS terminated, rules, credential, masking
+	RouteDirect    Route = "direct"    // plain HTTP to a host no upstream claims, inspected, no credential
+	RouteTunnel    Route = "tunnel"    // a CONNECT to a host no upstream claims, passed through uninspected
+	RouteRefused   Route = "refused"   // refused before a route was found (proxy auth, a bad authority, default_action deny)
 )
 
 // Event is one line of a session log. Exactly one of the detail fields
@@ -102,11 +117,11 @@ type Request struct {
 	// Upstream names the configured upstream that claimed the host; empty
 	// for hosts no upstream claims.
 	Upstream string `json:"upstream,omitempty"`
-	// Route is how the host was routed: intercept, direct, tunnel or deny.
-	Route    string `json:"route,omitempty"`
-	Rule     string `json:"rule,omitempty"`
-	Decision string `json:"decision"` // allow | deny | approve
-	Reason   string `json:"reason,omitempty"`
+	// Route is how the host was routed.
+	Route    Route    `json:"route,omitempty"`
+	Rule     string   `json:"rule,omitempty"`
+	Decision Decision `json:"decision"`
+	Reason   string   `json:"reason,omitempty"`
 	// Refusal is the X-Crewgate-Error kind when crewgate refused the request.
 	Refusal string      `json:"refusal,omitempty"`
 	Headers http.Header `json:"headers,omitempty"` // through RedactHeaders
@@ -115,7 +130,7 @@ type Request struct {
 
 // Approval is a human's (or the timeout's) answer to an approve rule.
 type Approval struct {
-	Decision string `json:"decision"` // allow | deny
+	Decision Decision `json:"decision"` // allow | deny
 	// Scope is "once" or "session" for an allow.
 	Scope string `json:"scope,omitempty"`
 	// By is who answered: the logged-in subject, or "crewgate" for a timeout.

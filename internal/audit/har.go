@@ -210,7 +210,7 @@ func harFromRequest(e Event) harEntry {
 		},
 		Timings: harTimings{Blocked: -1, DNS: -1, Connect: -1, SSL: -1},
 		Crewgate: &harDecision{
-			ID: e.ID, Upstream: r.Upstream, Route: r.Route, Rule: r.Rule, Decision: r.Decision,
+			ID: e.ID, Upstream: r.Upstream, Route: string(r.Route), Rule: r.Rule, Decision: string(r.Decision),
 			Reason: r.Reason, Refusal: r.Refusal, NoResponse: true,
 		},
 	}

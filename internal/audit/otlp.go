@@ -220,14 +220,14 @@ func encodeLogRecord(rec otlpRecord) []byte {
 	case e.Request != nil:
 		lr.msg(6, kv("http.request.method", anyStr(e.Request.Method)))
 		lr.msg(6, kv("url.full", anyStr(e.Request.URL)))
-		lr.msg(6, kv("crewgate.decision", anyStr(e.Request.Decision)))
+		lr.msg(6, kv("crewgate.decision", anyStr(string(e.Request.Decision))))
 		if e.Request.Rule != "" {
 			lr.msg(6, kv("crewgate.rule", anyStr(e.Request.Rule)))
 		}
 	case e.Response != nil:
 		lr.msg(6, kv("http.response.status_code", anyInt(int64(e.Response.Status))))
 	case e.Approval != nil:
-		lr.msg(6, kv("crewgate.decision", anyStr(e.Approval.Decision)))
+		lr.msg(6, kv("crewgate.decision", anyStr(string(e.Approval.Decision))))
 	}
 	lr.fixed64(11, uint64(e.Time.UnixNano()))
 	lr.str(12, "crewgate."+string(e.Type))

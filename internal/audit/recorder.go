@@ -474,12 +474,9 @@ func addTotals(t *Totals, e *Event) {
 			t.Denied++
 		}
 	case TypeApproval:
-		if e.Approval != nil {
-			if e.Approval.Decision == DecisionAllow {
-				t.Approved++
-			} else {
-				t.Denied++
-			}
+		// A refused approval is counted once, by its request's deny.
+		if e.Approval != nil && e.Approval.Decision == DecisionAllow {
+			t.Approved++
 		}
 	case TypeResponse:
 		if e.Response != nil {

@@ -73,7 +73,7 @@ func FormatEvent(e Event, t0 time.Time) string {
 		} else if r.Route != "" {
 			fmt.Fprintf(&b, "  -> (%s)", r.Route)
 		}
-		fmt.Fprintf(&b, "  %s", strings.ToUpper(r.Decision))
+		fmt.Fprintf(&b, "  %s", strings.ToUpper(string(r.Decision)))
 		if r.Rule != "" {
 			fmt.Fprintf(&b, " by rule %s", r.Rule)
 		}
@@ -85,7 +85,7 @@ func FormatEvent(e Event, t0 time.Time) string {
 		}
 	case e.Approval != nil:
 		a := e.Approval
-		fmt.Fprintf(&b, "approval: %s", strings.ToUpper(a.Decision))
+		fmt.Fprintf(&b, "approval: %s", strings.ToUpper(string(a.Decision)))
 		if a.Scope != "" {
 			fmt.Fprintf(&b, " (%s)", a.Scope)
 		}

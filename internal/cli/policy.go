@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,12 +11,16 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/crewgate/crewgate/internal/audit"
+	"github.com/crewgate/crewgate/internal/ca"
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/policy"
+	"github.com/crewgate/crewgate/internal/proxy"
 )
 
 const policyHint = "fix it, then run 'crewgate policy check' again"
@@ -156,71 +161,108 @@ func policyExplainRun(_ context.Context, opts *policyExplainOptions) error {
 		}
 	}
 
-	ex := pol.Explain(req, id)
+	p, err := explainProxy(cfg, pol, id)
+	if err != nil {
+		return err
+	}
+	ex := p.Explain(context.Background(), req)
 	out := f.out
 	fmt.Fprintf(out, "request:  %s %s\n", req.Method, shown)
-	if req.Body != nil {
-		note := ""
-		if req.BodyTruncated {
-			note = fmt.Sprintf(" (body conditions see only the first %d bytes)", policy.MaxBody)
-		}
-		fmt.Fprintf(out, "body:     %d bytes from %s%s\n", len(req.Body), opts.body, note)
+	if opts.body != "" {
+		fmt.Fprintf(out, "body:     %d bytes from %s\n", req.ContentLength, opts.body)
 	}
 	fmt.Fprintf(out, "identity: %s\n", who)
 
-	up := upstreamFor(cfg, req.Host)
-	refused, tunneled := false, false
 	switch {
-	case up != nil:
-		fmt.Fprintf(out, "upstream: %s (intercepted: the rules see the method, path, headers and body)\n", up.Name)
-	case cfg.DefaultAction == "deny":
-		refused = true
-		fmt.Fprintf(out, "upstream: none; default_action deny refuses %s before any rule\n", req.Host)
+	case ex.Upstream != "":
+		fmt.Fprintf(out, "upstream: %s (intercepted: the rules see the method, path, headers and body)\n", ex.Upstream)
+	case ex.Step == proxy.StepRoute && ex.Refusal == "egress-denied":
+		fmt.Fprintf(out, "upstream: none; default_action deny refuses %s before any rule\n", req.URL.Hostname())
+	case ex.Tunnel:
+		fmt.Fprintf(out, "upstream: none; default_action tunnel passes %s through uninspected: a tunnel is not inspected, so the rules see only CONNECT and the host (body and path rules cannot apply)\n", req.URL.Hostname())
+	case ex.Via == audit.RouteDirect:
+		fmt.Fprintf(out, "upstream: none; plain HTTP to %s goes direct, inspected, without a credential\n", req.URL.Hostname())
 	default:
-		tunneled = true
-		fmt.Fprintf(out, "upstream: none; default_action tunnel passes %s through uninspected (crewgate never sees the method, path, headers or body)\n", req.Host)
+		fmt.Fprintln(out, "upstream: none")
 	}
 
-	if len(ex.Rules) == 0 {
-		fmt.Fprintln(out, "rules:    none")
-	} else {
-		fmt.Fprintln(out, "rules (first match wins):")
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		for i, r := range ex.Rules {
-			var verdict string
-			switch {
-			case i == ex.Decided:
-				verdict = "MATCH, decides"
-			case r.Matched:
-				verdict = fmt.Sprintf("match, not reached (rule %d decides)", ex.Decided+1)
-			default:
-				verdict = "no: " + r.Failure()
+	if ex.Unresolved {
+		fmt.Fprintf(out, "address:  %s does not resolve here now; run checks its addresses when it dials\n", req.URL.Hostname())
+	}
+	if rs := ex.Rules; rs != nil {
+		if len(rs.Rules) == 0 {
+			fmt.Fprintln(out, "rules:    none")
+		} else {
+			fmt.Fprintln(out, "rules (first match wins):")
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			for i, r := range rs.Rules {
+				var verdict string
+				switch {
+				case i == rs.Decided:
+					verdict = "MATCH, decides"
+				case r.Matched:
+					verdict = fmt.Sprintf("match, not reached (rule %d decides)", rs.Decided+1)
+				default:
+					verdict = "no: " + r.Failure()
+				}
+				fmt.Fprintf(w, "  %d.\t%s\t%s\t%s\n", i+1, r.Name, r.Action, verdict)
 			}
-			fmt.Fprintf(w, "  %d.\t%s\t%s\t%s\n", i+1, r.Name, r.Action, verdict)
+			w.Flush()
 		}
-		w.Flush()
 	}
 
-	d := ex.Decision
 	switch {
-	case refused:
-		fmt.Fprintf(out, "decision: deny (default_action deny; no upstream claims %s)\n", req.Host)
-	case d.Rule == "":
+	case ex.Refusal != "" && ex.Step == proxy.StepRules && ex.Rules.Decision.Reason == "":
+		fmt.Fprintf(out, "decision: deny by rule %s (%d %s)\n", ex.Rule, ex.Status, ex.Refusal)
+	case ex.Refusal != "" && ex.Step == proxy.StepRules:
+		fmt.Fprintf(out, "decision: deny by rule %s: %s (%d %s)\n", ex.Rule, ex.Reason, ex.Status, ex.Refusal)
+	case ex.Refusal != "":
+		fmt.Fprintf(out, "decision: deny at step %s: %s (%d %s)\n", ex.Step, ex.Reason, ex.Status, ex.Refusal)
+	case ex.Approve && ex.Reason != "":
+		fmt.Fprintf(out, "decision: approve by rule %s: %s (run asks a human; no answer, no terminal or a timeout denies)\n", ex.Rule, ex.Reason)
+	case ex.Approve:
+		fmt.Fprintf(out, "decision: approve by rule %s (run asks a human; no answer, no terminal or a timeout denies)\n", ex.Rule)
+	case ex.Rule == "":
 		fmt.Fprintln(out, "decision: allow (no rule matched)")
-	case d.Reason != "":
-		fmt.Fprintf(out, "decision: %s by rule %s: %s\n", d.Action, d.Rule, d.Reason)
+	case ex.Reason != "":
+		fmt.Fprintf(out, "decision: allow by rule %s: %s\n", ex.Rule, ex.Reason)
 	default:
-		fmt.Fprintf(out, "decision: %s by rule %s\n", d.Action, d.Rule)
-	}
-	if tunneled {
-		fmt.Fprintf(out, "note: the rules were evaluated as if crewgate saw the whole request; for a tunneled host it sees only the host name\n")
+		fmt.Fprintf(out, "decision: allow by rule %s\n", ex.Rule)
 	}
 	return nil
 }
 
-// request builds the policy request from the arguments and flags, and the
-// URL as it will be shown.
-func (opts *policyExplainOptions) request() (*policy.Request, string, error) {
+// explainProxy is the proxy run would build from cfg, with every route and
+// rule but no credentials: explain asks it, so it says what run does.
+func explainProxy(cfg *config.Config, pol *policy.Policy, id *identity.Identity) (*proxy.Proxy, error) {
+	var ups []proxy.Upstream
+	var hosts []string
+	for _, u := range cfg.Upstreams {
+		pu, err := routeOf(cfg, u)
+		if err != nil {
+			return nil, err
+		}
+		ups = append(ups, pu)
+		hosts = append(hosts, u.Hosts...)
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"crewgate.invalid"}
+	}
+	sessionCA, err := ca.New(hosts, time.Hour)
+	if err != nil {
+		return nil, &exitError{code: exitConfig, what: "policy explain", err: err}
+	}
+	p, err := proxy.New(proxy.Config{Upstreams: ups, DefaultAction: cfg.DefaultAction, CA: sessionCA,
+		Credential: randomString(32), Session: "explain", Policy: pol, Identity: id})
+	if err != nil {
+		return nil, &exitError{code: exitConfig, what: "policy explain", err: err}
+	}
+	return p, nil
+}
+
+// request builds the request from the arguments and flags, and the URL as
+// it will be shown.
+func (opts *policyExplainOptions) request() (*http.Request, string, error) {
 	raw := opts.url
 	if !strings.Contains(raw, "://") {
 		raw = "https://" + raw
@@ -233,14 +275,13 @@ func (opts *policyExplainOptions) request() (*policy.Request, string, error) {
 	if method == "" || strings.ContainsAny(method, " \t/:") {
 		return nil, "", usageErrorf("policy explain: %q is not an HTTP method", opts.method)
 	}
-	req := &policy.Request{
-		Method: method,
-		Host:   strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")),
-		Path:   u.Path,
-		Header: http.Header{},
+	if u.Path == "" {
+		u.Path = "/" // what a client sends for an empty path
 	}
-	if req.Path == "" {
-		req.Path = "/" // what a client sends for an empty path
+	u.User = nil // never echo credentials from the URL
+	req, err := http.NewRequest(method, u.String(), nil)
+	if err != nil {
+		return nil, "", usageErrorf("policy explain: %v", err)
 	}
 	for _, h := range opts.headers {
 		name, value, ok := strings.Cut(h, ":")
@@ -251,22 +292,26 @@ func (opts *policyExplainOptions) request() (*policy.Request, string, error) {
 		req.Header.Add(name, strings.TrimSpace(value))
 	}
 	if opts.body != "" {
-		if req.Body, req.BodyTruncated, err = readBodyPrefix(opts.f.in, opts.body); err != nil {
+		body, err := readBody(opts.f.in, opts.body)
+		if err != nil {
 			return nil, "", &exitError{code: exitFailure, what: "policy explain: reading --body", err: err, hint: "check the file name"}
 		}
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 	}
-	u.User = nil // never echo credentials from the URL
 	return req, u.String(), nil
 }
 
-// readBodyPrefix reads at most policy.MaxBody bytes of name ("-": stdin), as
-// the proxy would, and says whether there was more.
-func readBodyPrefix(stdin io.Reader, name string) ([]byte, bool, error) {
+// maxExplainBody bounds what explain reads of --body: more than any body
+// rule reads.
+const maxExplainBody = 64 << 20
+
+// readBody reads name ("-": stdin).
+func readBody(stdin io.Reader, name string) ([]byte, error) {
 	r := stdin
 	if name != "-" {
 		file, err := os.Open(name)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		defer file.Close()
 		r = file
@@ -274,32 +319,5 @@ func readBodyPrefix(stdin io.Reader, name string) ([]byte, bool, error) {
 	if r == nil {
 		r = strings.NewReader("")
 	}
-	b, err := io.ReadAll(io.LimitReader(r, policy.MaxBody+1))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(b) > policy.MaxBody {
-		return b[:policy.MaxBody], true, nil
-	}
-	if b == nil {
-		b = []byte{}
-	}
-	return b, false, nil
-}
-
-// upstreamFor finds the upstream that claims host as the proxy does: the
-// first configured upstream with an exact name or a "*.suffix" that fits.
-func upstreamFor(cfg *config.Config, host string) *config.Upstream {
-	for i, u := range cfg.Upstreams {
-		for _, h := range u.Hosts {
-			if suffix, ok := strings.CutPrefix(h, "*."); ok {
-				if strings.HasSuffix(host, "."+suffix) {
-					return &cfg.Upstreams[i]
-				}
-			} else if host == h {
-				return &cfg.Upstreams[i]
-			}
-		}
-	}
-	return nil
+	return io.ReadAll(io.LimitReader(r, maxExplainBody))
 }

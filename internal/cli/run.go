@@ -370,30 +370,39 @@ type runUpstreams struct {
 	secrets      []string          // static secret values, kept out of the child's environment
 }
 
+// routeOf is what the proxy needs of an upstream besides its credential.
+func routeOf(cfg *config.Config, u config.Upstream) (proxy.Upstream, error) {
+	pu := proxy.Upstream{
+		Name:         u.Name,
+		Hosts:        u.Hosts,
+		Header:       u.Credential.Header,
+		Format:       u.Credential.Format,
+		Address:      u.Address,
+		ResponseMask: maskConfig(cfg, u.Mask.Response),
+	}
+	if len(u.Mask.Request) > 0 {
+		mc := maskConfig(cfg, u.Mask.Request)
+		pu.RequestMask = &mc
+	}
+	if u.CAFile != "" {
+		pool, err := rootsWith(u.CAFile)
+		if err != nil {
+			return pu, &exitError{code: exitConfig, what: "upstream " + u.Name + ": ca_file", err: err}
+		}
+		pu.RootCAs = pool
+	}
+	return pu, nil
+}
+
 // buildUpstreams checks every credential before the child starts, so a
 // missing secret or a dead login stops the run with the command that fixes it.
 func buildUpstreams(ctx context.Context, f *factory, cfg *config.Config) (*runUpstreams, error) {
 	out := &runUpstreams{placeholders: map[string]string{}}
 	var login *creds.Session
 	for _, u := range cfg.Upstreams {
-		pu := proxy.Upstream{
-			Name:         u.Name,
-			Hosts:        u.Hosts,
-			Header:       u.Credential.Header,
-			Format:       u.Credential.Format,
-			Address:      u.Address,
-			ResponseMask: maskConfig(cfg, u.Mask.Response),
-		}
-		if len(u.Mask.Request) > 0 {
-			mc := maskConfig(cfg, u.Mask.Request)
-			pu.RequestMask = &mc
-		}
-		if u.CAFile != "" {
-			pool, err := rootsWith(u.CAFile)
-			if err != nil {
-				return nil, &exitError{code: exitConfig, what: "run: upstream " + u.Name + ": ca_file", err: err}
-			}
-			pu.RootCAs = pool
+		pu, err := routeOf(cfg, u)
+		if err != nil {
+			return nil, err
 		}
 		switch u.Credential.Source {
 		case "secret":

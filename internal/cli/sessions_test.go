@@ -50,9 +50,11 @@ func recordSession(t *testing.T, dir, id string) string {
 			Headers: audit.RedactHeaders(http.Header{"Authorization": {"Bearer sk-live-secret"}})}},
 		{Type: audit.TypeResponse, Time: ms(300), ID: "r1", Response: &audit.Response{Status: 200, Bytes: 26, Scanned: true,
 			Masked: map[string]int{"email": 1}, DurationMS: 200, Body: body.Body(), Headers: http.Header{"Content-Type": {"application/json"}}}},
-		{Type: audit.TypeRequest, Time: ms(400), ID: "r2", Request: &audit.Request{Method: "DELETE", URL: "https://crm.example.com/v1/x",
-			Upstream: "crm", Rule: "confirm-deletes", Decision: audit.DecisionApprove}},
+		// As the proxy writes it: the approval, then the request's decision.
 		{Type: audit.TypeApproval, Time: ms(2400), ID: "r2", Approval: &audit.Approval{Decision: audit.DecisionDeny, By: "alice", How: "terminal", WaitedMS: 2000}},
+		{Type: audit.TypeRequest, Time: ms(2400), ID: "r2", Request: &audit.Request{Method: "DELETE", URL: "https://crm.example.com/v1/x",
+			Upstream: "crm", Route: audit.RouteIntercept, Rule: "confirm-deletes", Decision: audit.DecisionDeny, Refusal: "approval-denied",
+			Reason: "the request was denied at the approval prompt"}},
 		{Type: audit.TypeResponse, Time: ms(2401), ID: "r2", Response: &audit.Response{Status: 403, Bytes: 90, Scanned: true}},
 	} {
 		r.Record(e)
@@ -130,7 +132,7 @@ func TestSessionsVerify(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(data, []byte(`"decision":"deny"`), []byte(`"decision":"allow"`), 1), 0o600)
 	code, _, errOut := crewgate(t, "sessions", "verify", "0ab1cd")
-	if code != 1 || !strings.Contains(errOut, "line 5: edited") {
+	if code != 1 || !strings.Contains(errOut, "line 4: edited") {
 		t.Errorf("tampered: exit %d, %q", code, errOut)
 	}
 	code, _, errOut = crewgate(t, "sessions", "show", "0ab1cd")

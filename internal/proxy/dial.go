@@ -160,7 +160,15 @@ func (p *Proxy) tunnelDialer(ips []netip.Addr, port string) func(ctx context.Con
 		chain := p.gp.NewConnectDialToProxy(p.cfg.UpstreamProxy.String())
 		return func(_ context.Context, network, addr string) (net.Conn, error) { return chain(network, addr) }
 	}
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if len(ips) == 0 { // not resolved at the route step: resolve and check now
+			host, _ := splitHostPort(addr, port)
+			checked, err := p.allowedIPs(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			return dialIPs(ctx, network, checked, port)
+		}
 		return dialIPs(ctx, network, ips, port)
 	}
 }

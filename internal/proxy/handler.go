@@ -19,10 +19,8 @@ import (
 
 	"github.com/elazarl/goproxy"
 
-	"github.com/crewgate/crewgate/internal/approval"
 	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/authority"
-	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/policy"
 )
 
@@ -84,25 +82,15 @@ func printableHost(s string) string {
 	return strconv.Quote(s)
 }
 
-// approvalErrors names the refusal for each way an approval can end in "no".
-var approvalErrors = map[string]string{
-	"denied":   "approval-denied",
-	"timeout":  "approval-timeout",
-	"headless": "approval-unavailable",
-	"shutdown": "approval-shutdown",
-}
-
 // reqState follows one request from the request handler to the response
 // handler.
 type reqState struct {
 	route   *route // nil: not intercepted
 	ownResp bool   // the response is crewgate's own (a refusal or error)
 
-	id       string    // the audit log's request id
-	start    time.Time // when crewgate got the request
-	rule     string    // the policy rule that decided, if any
-	decision string    // audit.DecisionAllow or audit.DecisionApprove once allowed
-	sent     *audit.BodyTap
+	id    string    // the audit log's request id
+	start time.Time // when crewgate got the request
+	rule  string    // the policy rule that decided, if any
 
 	preview     string // the masked body preview, once made
 	previewDone bool
@@ -153,56 +141,6 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	return gp
 }
 
-// handleConnect authenticates a CONNECT and routes its host.
-// An intercepted CONNECT is not counted: the requests inside it are.
-func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	if !p.authorized(ctx.Req.Header) {
-		p.requests.Add(1)
-		p.log.Warn("request refused", "kind", errProxyAuth, "method", "CONNECT", "host", hostport)
-		return &goproxy.ConnectAction{Action: goproxy.ConnectProxyAuthHijack, Hijack: hijack407}, hostport
-	}
-	a, err := authority.Parse(hostport, authority.HTTPS)
-	if err != nil {
-		p.requests.Add(1)
-		return p.rejectConnect(ctx, http.StatusBadRequest, errBadAuthority, "", err.Error()), hostport
-	}
-	host, port := a.Host, a.Port
-	if r, _ := p.match(a, authority.HTTPS); r != nil {
-		mc := &mitmConn{route: r, authority: a}
-		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: func(_ *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-			p.serveMITM(client, mc)
-		}}, hostport
-	}
-	p.requests.Add(1)
-	if p.cfg.DefaultAction == "deny" {
-		return p.rejectConnect(ctx, http.StatusForbidden, errEgress, "default_action", host+" is not a configured upstream and default_action is deny"), hostport
-	}
-	ips, err := p.allowedIPs(ctx.Req.Context(), host)
-	if err != nil {
-		return p.rejectConnect(ctx, http.StatusForbidden, errAddress, "", err.Error()), hostport
-	}
-	// A tunnel shows crewgate only its host: rules on the host, the
-	// CONNECT method and the identity decide it.
-	preq := &policy.Request{Method: http.MethodConnect, Host: strings.ToLower(host), Header: http.Header{}}
-	st := &reqState{id: p.nextID(), start: time.Now()}
-	v := p.decide(ctx.Req.Context(), preq, "https://"+hostport, st, nil)
-	if v.kind != "" {
-		return p.rejectConnect(ctx, http.StatusForbidden, v.kind, v.rule, v.reason), hostport
-	}
-	p.record(p.requestEvent(ctx.Req, st, v.action, "", ""))
-	ctx.Dialer = p.countTunnel(p.tunnelDialer(ips, port), hostport, st)
-	p.tunnels.Add(1)
-	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, hostport
-}
-
-func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, code int, kind, rule, reason string) *goproxy.ConnectAction {
-	p.denied.Add(1)
-	p.log.Warn("request refused", "kind", kind, "method", "CONNECT", "host", ctx.Req.URL.Host, "reason", reason)
-	ctx.Resp = refusal(ctx.Req, p.cfg.Session, code, kind, rule, reason)
-	p.recordRefusal(ctx.Req, &reqState{id: p.nextID(), start: time.Now(), rule: rule}, ctx.Resp, kind, reason)
-	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}
-}
-
 // countTunnel wraps a tunnel's dialer so the tunnel is recorded, with its
 // bytes each way, when it closes.
 func (p *Proxy) countTunnel(dial func(context.Context, string, string) (net.Conn, error), hostport string, st *reqState) func(context.Context, string, string) (net.Conn, error) {
@@ -226,131 +164,6 @@ func (p *Proxy) countTunnel(dial func(context.Context, string, string) (net.Conn
 func hijack407(_ *http.Request, conn net.Conn, _ *goproxy.ProxyCtx) {
 	io.WriteString(conn, "Proxy-Authenticate: Basic realm=\"crewgate\"\r\nX-Crewgate-Error: "+errProxyAuth+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	conn.Close()
-}
-
-// handleRequest runs for plain-HTTP proxy requests and for every request
-// inside an intercepted CONNECT.
-func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	mc, inMITM := ctx.UserData.(*mitmConn)
-	st := &reqState{id: p.nextID(), start: time.Now()}
-	ctx.UserData = st
-	refuse := func(code int, kind, rule, reason string) (*http.Request, *http.Response) {
-		if code == http.StatusForbidden || code == http.StatusMisdirectedRequest {
-			p.denied.Add(1)
-		}
-		st.ownResp = true
-		st.rule = rule
-		p.log.Warn("request refused", "kind", kind, "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "reason", reason)
-		resp := refusal(req, p.cfg.Session, code, kind, rule, reason)
-		p.recordRefusal(req, st, resp, kind, reason)
-		return req, resp
-	}
-
-	p.requests.Add(1)
-	var r *route
-	var dest authority.Authority // the one authority the request goes to
-	if inMITM {
-		dest = mc.authority
-		// One authority per connection: whatever the crew writes in Host or
-		// an absolute-form target, the request goes to the CONNECT's host
-		// and port, or nowhere.
-		if err := sameAuthority(req, mc.authority, authority.HTTPS); err != nil {
-			return refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
-		}
-		r = mc.route
-		req.URL.Scheme = "https" // also for plain HTTP inside the tunnel: never a credential in clear text
-		req.URL.Host = mc.authority.Host
-		if mc.authority.Port != authority.HTTPS {
-			req.URL.Host = mc.authority.String()
-		}
-	} else {
-		if !p.authorized(req.Header) {
-			_, resp := refuse(http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
-			resp.Header.Set("Proxy-Authenticate", `Basic realm="crewgate"`)
-			return req, resp
-		}
-		req.Header.Del("Proxy-Authorization")
-		a, err := authority.Parse(req.URL.Host, authority.HTTP)
-		if err != nil {
-			return refuse(http.StatusBadRequest, errBadAuthority, "", err.Error())
-		}
-		dest = a
-		if err := sameAuthority(req, a, authority.HTTP); err != nil {
-			return refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
-		}
-		var pat authority.Pattern
-		if r, pat = p.match(a, authority.HTTP); r != nil {
-			// Never send a credential in clear text: talk TLS to the
-			// upstream, on 443 unless the hosts entry names a port.
-			req.URL.Scheme = "https"
-			req.URL.Host = a.Host
-			if pat.Port != "" {
-				req.URL.Host = a.String()
-			}
-		}
-	}
-	st.route = r
-
-	if p.cfg.Recorder != nil {
-		st.prefix(req) // the log shows a masked preview of the body as sent
-	}
-	if other := p.leakedPlaceholder(req, r, st); other != "" {
-		req2, resp := refuse(http.StatusForbidden, errLeak, "placeholder", "the request carries the placeholder of upstream "+other+", which belongs to its own host only")
-		p.record(audit.Event{Type: audit.TypeLeak, ID: st.id, Leak: &audit.Leak{Upstream: other, To: req.URL.Host}})
-		return req2, resp
-	}
-	if p.cfg.Policy != nil {
-		preq := &policy.Request{Method: req.Method, Host: dest.Host, Path: req.URL.Path, Header: req.Header}
-		if p.cfg.Policy.NeedsBody() {
-			preq.Body, preq.BodyTruncated = st.prefix(req)
-		}
-		v := p.decide(req.Context(), preq, redactURL(req.URL), st, func() string { return p.previewOf(req, st) })
-		if v.kind != "" {
-			return refuse(http.StatusForbidden, v.kind, v.rule, v.reason)
-		}
-		st.rule, st.decision = v.rule, v.action
-	}
-
-	if r == nil {
-		host := dest.Host
-		if p.cfg.DefaultAction == "deny" {
-			return refuse(http.StatusForbidden, errEgress, "default_action", host+" is not a configured upstream and default_action is deny")
-		}
-		if _, err := p.allowedIPs(req.Context(), host); err != nil {
-			return refuse(http.StatusForbidden, errAddress, "", err.Error())
-		}
-		ctx.RoundTripper = p.roundTripper(p.direct, st)
-		return req, nil
-	}
-
-	if r.Source != nil {
-		token, err := r.Source.Token(req.Context())
-		switch {
-		case errors.Is(err, creds.ErrLoginRequired):
-			return refuse(http.StatusBadGateway, errLogin, "", "the login has expired: run 'crewgate login', then restart the crew")
-		case err != nil:
-			return refuse(http.StatusBadGateway, errToken, "", "no credential for upstream "+r.Name+": "+err.Error())
-		}
-		p.inject(req, r, token)
-	} else {
-		stripPlaceholder(req.Header, r.Placeholder)
-	}
-
-	if r.req != nil && req.Body != nil && req.Body != http.NoBody {
-		eng, err := r.req.engine()
-		if err != nil {
-			return refuse(http.StatusBadGateway, errRequestMask, "", err.Error())
-		}
-		body, counts := eng.Wrap(req.Body, req.Header.Get("Content-Type"), req.Header.Get("Content-Encoding"))
-		req.Body = &countingBody{ReadCloser: body, counts: counts, total: &p.masked}
-		req.ContentLength = -1
-		req.Header.Del("Content-Length")
-		if counts.Decoded() {
-			req.Header.Del("Content-Encoding")
-		}
-	}
-	ctx.RoundTripper = p.roundTripper(r.transport, st)
-	return req, nil
 }
 
 // inject removes what the crew sent as credentials and sets the real one.
@@ -395,61 +208,6 @@ func stripPlaceholder(h http.Header, placeholder string) {
 	}
 }
 
-// verdict is what decide concluded: a refusal kind, or "" to go on with
-// action (audit's allow or approve).
-type verdict struct{ kind, rule, reason, action string }
-
-// decide applies the policy, and asks the approver when a rule wants that.
-func (p *Proxy) decide(ctx context.Context, preq *policy.Request, url string, st *reqState, preview func() string) verdict {
-	if p.cfg.Policy == nil {
-		return verdict{action: audit.DecisionAllow}
-	}
-	d := p.cfg.Policy.Decide(preq, p.cfg.Identity)
-	switch d.Action {
-	case policy.Deny:
-		reason := d.Reason
-		if reason == "" {
-			reason = "denied by rule " + d.Rule
-		}
-		return verdict{kind: errPolicy, rule: d.Rule, reason: reason}
-	case policy.Approve:
-		if p.cfg.Approver == nil {
-			p.recordApproval(st.id, approval.Verdict{How: "headless"})
-			return verdict{kind: approvalErrors["headless"], rule: d.Rule, reason: "rule " + d.Rule + " needs approval and nobody can be asked"}
-		}
-		ar := approval.Request{
-			Session: p.cfg.Session, Method: preq.Method, URL: url, Host: preq.Host,
-			Rule: d.Rule, Reason: d.Reason, Identity: p.who,
-		}
-		if preview != nil {
-			ar.Preview = preview()
-		}
-		v := p.cfg.Approver.Ask(ctx, ar)
-		p.recordApproval(st.id, v)
-		if v.Allow {
-			return verdict{rule: d.Rule, action: audit.DecisionApprove}
-		}
-		kind := approvalErrors[v.How]
-		if kind == "" {
-			kind = approvalErrors["denied"]
-		}
-		why := map[string]string{
-			"denied":   "the request was denied at the approval prompt",
-			"timeout":  "nobody approved the request in time",
-			"headless": "rule " + d.Rule + " needs approval and there is no terminal to ask",
-			"shutdown": "crewgate is shutting down",
-		}[v.How]
-		if why == "" {
-			why = "the request was not approved"
-		}
-		if d.Reason != "" {
-			why += " (" + d.Reason + ")"
-		}
-		return verdict{kind: kind, rule: d.Rule, reason: why}
-	}
-	return verdict{rule: d.Rule, action: audit.DecisionAllow}
-}
-
 // previewOf is the start of the request body as an approval prompt shows it:
 // masked, and cut to maxPreview bytes.
 //
@@ -492,19 +250,24 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-// leakedPlaceholder returns the name of an upstream whose placeholder the
-// request carries although it goes elsewhere: in its URL, headers or the
-// first maxPrefix bytes of its body.
-func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, st *reqState) string {
-	foreign := p.foreign
+// foreignFor is the upstreams whose placeholders must not go to, where
+// to is nil for a host no upstream claims.
+func (p *Proxy) foreignFor(to *route) []*route {
 	if to != nil {
-		foreign = to.foreign
+		return to.foreign
 	}
+	return p.foreign
+}
+
+// leakedPlaceholder returns the name of an upstream whose placeholder the
+// request carries although it goes elsewhere: in its URL or headers, or in
+// body (the part of the body read, nil when not read).
+func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, body []byte) string {
+	foreign := p.foreignFor(to)
 	if len(foreign) == 0 {
 		return ""
 	}
 	url := req.URL.String()
-	body, _ := st.prefix(req)
 	for _, r := range foreign {
 		if strings.Contains(url, r.Placeholder) || bytes.Contains(body, []byte(r.Placeholder)) || headersHold(req.Header, r.Placeholder) {
 			return r.Name
@@ -529,18 +292,7 @@ func headersHold(h http.Header, s string) bool {
 // own 502, so the crew always gets an answer it can read.
 func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTripper {
 	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-		if p.cfg.Recorder != nil && req.Body != nil && req.Body != http.NoBody {
-			st.sent = audit.NewBodyTap(0)
-			req.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.TeeReader(req.Body, st.sent), req.Body}
-		}
 		resp, err := t.RoundTrip(req)
-		if st.decision == "" {
-			st.decision = audit.DecisionAllow
-		}
-		p.record(p.requestEvent(req, st, st.decision, "", ""))
 		if err == nil {
 			if st.route != nil {
 				return p.maskResponse(resp, st), nil

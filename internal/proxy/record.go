@@ -38,12 +38,13 @@ func (p *Proxy) nextID() string {
 }
 
 // requestEvent describes req as decided, with credentials removed and the
-// body shown only masked.
-func (p *Proxy) requestEvent(req *http.Request, st *reqState, decision, refusal, reason string) audit.Event {
+// body shown only masked: its size when known and a preview of the part the
+// body step read.
+func (p *Proxy) requestEvent(req *http.Request, st *reqState, via audit.Route, decision audit.Decision, refusal, reason string) audit.Event {
 	r := &audit.Request{
 		Method:   req.Method,
 		URL:      redactURL(req.URL),
-		Route:    "tunnel",
+		Route:    via,
 		Rule:     st.rule,
 		Decision: decision,
 		Reason:   reason,
@@ -54,29 +55,29 @@ func (p *Proxy) requestEvent(req *http.Request, st *reqState, decision, refusal,
 	}
 	var credHeader string
 	if st.route != nil {
-		r.Upstream, r.Route, credHeader = st.route.Name, "intercept", st.route.Header
+		r.Upstream, credHeader = st.route.Name, st.route.Header
 	}
 	r.Headers = audit.RedactHeaders(req.Header, credHeader)
-	if st.sent != nil {
-		r.Body = st.sent.Body()
-	} else if body, truncated := st.body, st.truncated; st.prefixRead && len(body) > 0 {
+	if body := st.body; st.prefixRead && len(body) > 0 {
 		tap := audit.NewBodyTap(len(body))
 		tap.Write(body)
 		r.Body = tap.Body()
-		r.Body.Truncated = truncated
-	}
-	if r.Body != nil {
+		if st.truncated {
+			// Only a prefix was read before the request went out: its
+			// hash would not be the body's.
+			r.Body.Truncated, r.Body.SHA256, r.Body.Size = true, "", max(req.ContentLength, -1)
+		}
 		r.Body.Preview = p.previewOf(req, st)
 	}
 	return audit.Event{Type: audit.TypeRequest, ID: st.id, Request: r}
 }
 
 // recordRefusal records a request crewgate answered itself.
-func (p *Proxy) recordRefusal(req *http.Request, st *reqState, resp *http.Response, kind, reason string) {
+func (p *Proxy) recordRefusal(req *http.Request, st *reqState, via audit.Route, resp *http.Response, kind, reason string) {
 	if p.cfg.Recorder == nil {
 		return
 	}
-	p.record(p.requestEvent(req, st, audit.DecisionDeny, kind, reason))
+	p.record(p.requestEvent(req, st, via, audit.DecisionDeny, kind, reason))
 	p.record(audit.Event{Type: audit.TypeResponse, ID: st.id, Response: &audit.Response{
 		Status: resp.StatusCode, Bytes: resp.ContentLength, Scanned: false,
 		DurationMS: time.Since(st.start).Milliseconds(), Error: kind,
