@@ -101,7 +101,7 @@ url="https://localhost:$up_port/v1/chat/completions"
 cat >"$XDG_CONFIG_HOME/crewgate/config.yaml" <<EOF
 upstreams:
   - name: bench
-    hosts: [localhost]
+    hosts: ["localhost:$up_port"]
     address: 127.0.0.1:$up_port
     ca_file: $work/upstream.pem
     credential: {source: secret, secret: bench}
