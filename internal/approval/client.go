@@ -26,14 +26,21 @@ type Client struct {
 	mu      sync.Mutex
 	next    uint64
 	calls   map[uint64]chan serverMsg
-	watches map[uint64]chan []Request
+	watches map[uint64]*watch
 	done    chan struct{} // closed when the connection is gone
 	err     error         // why, once done is closed
 }
 
+// watch is one Watch on the client side.
+type watch struct {
+	ch    chan []Request
+	ready chan error // the server's first answer: nil for a list; buffered
+}
+
 // Dial connects to the control socket at path. It refuses a socket in a
 // directory that is not the user's own, or (where the platform tells) one
-// served by another user.
+// served by another user. A session that refuses this client (it runs
+// inside the crew) gives an error wrapping ErrRefused.
 func Dial(path string) (*Client, error) {
 	if err := checkDir(filepath.Dir(path), false); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
@@ -42,27 +49,33 @@ func Dial(path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if uid, _, known, err := peerCred(nc); err != nil || known && uid != os.Getuid() {
+	p, err := peerOf(nc)
+	if err == nil {
+		p.release()
+	}
+	if err != nil || p.known && p.uid != os.Getuid() {
 		nc.Close()
 		return nil, errors.New("the socket is not served by you")
 	}
 	c := &Client{
 		nc:      nc,
 		calls:   map[uint64]chan serverMsg{},
-		watches: map[uint64]chan []Request{},
+		watches: map[uint64]*watch{},
 		done:    make(chan struct{}),
 	}
 	nc.SetDeadline(time.Now().Add(helloTimeout))
-	if err := c.write(clientMsg{Op: "hello", Proto: protoVersion, PID: os.Getpid()}); err != nil {
-		nc.Close()
-		return nil, err
-	}
+	// A session that refuses this client says so and closes without reading,
+	// so a failed write still leaves its reason to read.
+	werr := c.write(clientMsg{Op: "hello", Proto: protoVersion, PID: os.Getpid()})
 	sc := bufio.NewScanner(nc)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	var hello serverMsg
 	if !sc.Scan() {
 		nc.Close()
-		if sc.Err() != nil {
+		switch {
+		case werr != nil:
+			return nil, werr
+		case sc.Err() != nil:
 			return nil, sc.Err()
 		}
 		return nil, ErrSessionEnded
@@ -73,6 +86,9 @@ func Dial(path string) (*Client, error) {
 	}
 	if hello.Type != "hello" {
 		nc.Close()
+		if hello.Code == codeRefused {
+			return nil, refusal(hello.Error)
+		}
 		return nil, fmt.Errorf("the session refused: %s", hello.Error)
 	}
 	nc.SetDeadline(time.Time{})
@@ -112,16 +128,30 @@ func (c *Client) read(sc *bufio.Scanner) {
 		if ch := c.calls[m.ID]; ch != nil {
 			delete(c.calls, m.ID)
 			ch <- m // buffered
-		} else if ch := c.watches[m.ID]; ch != nil && m.Type == "pending" {
-			latest(ch, orEmpty(m.Pending))
+		} else if w := c.watches[m.ID]; w != nil {
+			switch m.Type {
+			case "pending":
+				if w.ready != nil {
+					w.ready <- nil
+					w.ready = nil
+				}
+				latest(w.ch, orEmpty(m.Pending))
+			case "error":
+				if w.ready != nil {
+					w.ready <- serverError(m)
+					w.ready = nil
+				}
+				delete(c.watches, m.ID)
+				close(w.ch)
+			}
 		}
 		c.mu.Unlock()
 	}
 	c.nc.Close()
 	c.mu.Lock()
 	c.err = ErrSessionEnded
-	for id, ch := range c.watches {
-		close(ch)
+	for id, w := range c.watches {
+		close(w.ch)
 		delete(c.watches, id)
 	}
 	close(c.done)
@@ -173,10 +203,10 @@ func (c *Client) call(ctx context.Context, m clientMsg) (serverMsg, error) {
 	select {
 	case r := <-ch:
 		if r.Type == "error" {
-			if r.Code == "not_pending" {
+			if r.Code == codeNotPending {
 				return r, fmt.Errorf("request %q: %w", m.Request, ErrNotPending)
 			}
-			return r, errors.New(r.Error)
+			return r, serverError(r)
 		}
 		return r, nil
 	case <-c.done:
@@ -197,7 +227,8 @@ func (c *Client) Pending(ctx context.Context) ([]Request, error) {
 }
 
 // Decide answers the pending request id. Its error wraps ErrNotPending when
-// the request is unknown or already decided.
+// the request is unknown or already decided, and ErrRefused when this
+// client may not answer.
 func (c *Client) Decide(ctx context.Context, id string, ch Choice) error {
 	_, err := c.call(ctx, clientMsg{Op: "decide", Request: id, Choice: ch})
 	return err
@@ -207,9 +238,12 @@ func (c *Client) Decide(ctx context.Context, id string, ch Choice) error {
 // every change (a slow reader gets the newest list, not every one). The
 // channel closes when ctx ends or the session ends. While a watch lasts, a
 // headless session waits for this client's decisions instead of denying at
-// once.
+// once. Watch returns once the session has answered: with the channel
+// holding the first list, or with an error (wrapping ErrRefused when this
+// client may not watch).
 func (c *Client) Watch(ctx context.Context) (<-chan []Request, error) {
-	ch := make(chan []Request, 1)
+	w := &watch{ch: make(chan []Request, 1), ready: make(chan error, 1)}
+	ready := w.ready
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -217,11 +251,24 @@ func (c *Client) Watch(ctx context.Context) (<-chan []Request, error) {
 	}
 	c.next++
 	id := c.next
-	c.watches[id] = ch
+	c.watches[id] = w
 	c.mu.Unlock()
 	if err := c.write(clientMsg{Op: "watch", ID: id}); err != nil {
 		c.stopWatch(id)
 		return nil, ErrSessionEnded
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			return nil, err
+		}
+	case <-c.done:
+		return nil, ErrSessionEnded
+	case <-ctx.Done():
+		if c.stopWatch(id) {
+			c.write(clientMsg{Op: "unwatch", ID: id})
+		}
+		return nil, ctx.Err()
 	}
 	go func() {
 		select {
@@ -232,18 +279,29 @@ func (c *Client) Watch(ctx context.Context) (<-chan []Request, error) {
 		case <-c.done:
 		}
 	}()
-	return ch, nil
+	return w.ch, nil
 }
 
 // stopWatch closes the watch's channel unless the reader already did.
 func (c *Client) stopWatch(id uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := c.watches[id]
-	if ch == nil {
+	w := c.watches[id]
+	if w == nil {
 		return false
 	}
 	delete(c.watches, id)
-	close(ch)
+	close(w.ch)
 	return true
+}
+
+// serverError turns an error message from the server into an error.
+func serverError(m serverMsg) error {
+	switch m.Code {
+	case codeRefused:
+		return refusal(m.Error)
+	case codeNotPending:
+		return fmt.Errorf("%s: %w", m.Error, ErrNotPending)
+	}
+	return errors.New(m.Error)
 }

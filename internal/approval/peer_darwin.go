@@ -6,29 +6,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerCred returns the uid and pid of the process at the other end of a
-// unix socket, from LOCAL_PEERCRED and LOCAL_PEERPID.
-func peerCred(c net.Conn) (uid, pid int, ok bool, err error) {
+// peerOf names the process at the other end of a unix socket, from
+// LOCAL_PEERCRED and LOCAL_PEERPID.
+func peerOf(c net.Conn) (peer, error) {
+	p := unknownPeer()
 	uc, isUnix := c.(*net.UnixConn)
 	if !isUnix {
-		return 0, 0, false, nil
+		return p, nil
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return 0, 0, false, err
+		return p, err
 	}
 	var cred *unix.Xucred
-	var cerr error
+	var cerr, perr error
+	pid := 0
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 		if cerr == nil {
-			pid, _ = unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID)
+			pid, perr = unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID)
 		}
 	}); err != nil {
-		return 0, 0, false, err
+		return p, err
 	}
 	if cerr != nil {
-		return 0, 0, false, cerr
+		return p, cerr
 	}
-	return int(cred.Uid), pid, true, nil
+	if perr != nil {
+		pid = 0 // uid known, process not: the client may not answer
+	}
+	p.uid, p.pid, p.known = int(cred.Uid), pid, true
+	return p, nil
 }

@@ -1,11 +1,13 @@
 // Package approval puts a human in the loop for requests that policy marks
 // "approve": a FIFO queue of pending requests, session grants per (rule,
-// host), timeouts, and the control socket through which `crewgate approve`
-// answers from another terminal.
+// method, host, port, path), timeouts, and the control socket through which
+// `crewgate approve` answers from another terminal.
 //
 // Approval fails closed (DESIGN.md invariant 6): a timeout, nobody to ask
-// (headless) and shutdown all deny. A waiting request costs no CPU: it blocks
-// on channels and a timer, and nothing is left behind when it returns.
+// (headless) and shutdown all deny, and only a human outside the crew can say
+// yes: the control socket refuses the crew and its descendants. A waiting
+// request costs no CPU: it blocks on channels and a timer, and nothing is left
+// behind when it returns.
 package approval
 
 import (
@@ -13,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +37,9 @@ type Request struct {
 	Session  string    `json:"session"`  // the crewgate session
 	Method   string    `json:"method"`   // HTTP method
 	URL      string    `json:"url"`      // the full URL
-	Host     string    `json:"host"`     // lower-case, no port: grants are per (Rule, Host)
+	Host     string    `json:"host"`     // lower-case, no port; Ask takes it from URL when empty
+	Port     int       `json:"port"`     // Ask takes it from Host or URL (or the scheme's default) when 0
+	Path     string    `json:"path"`     // the URL's path as sent, no query; Ask takes it from URL when empty
 	Rule     string    `json:"rule"`     // the policy rule that asked for approval
 	Reason   string    `json:"reason"`   // the rule's reason, shown to the human
 	Identity string    `json:"identity"` // who the crew runs as, e.g. "alice <alice@example.com>"
@@ -49,7 +54,7 @@ type Choice string
 // The answers a human can give.
 const (
 	AllowOnce    Choice = "once"    // allow this request only
-	AllowSession Choice = "session" // allow it and later ones for the same (Rule, Host)
+	AllowSession Choice = "session" // allow it and later ones with the same grant key (see Request.SessionScope)
 	Deny         Choice = "deny"    // refuse it
 )
 
@@ -106,7 +111,24 @@ type Queue struct {
 	cbMu sync.Mutex // serialises onDecision calls
 }
 
-type grantKey struct{ rule, host string }
+// grantKey is what a session grant covers: the same rule, method, host,
+// port and path. Anything wider would let one approved DELETE of a record
+// pass the DELETE of a whole tenant unasked.
+type grantKey struct {
+	rule, method, host string
+	port               int
+	path               string
+}
+
+func keyOf(r Request) grantKey { return grantKey{r.Rule, r.Method, r.Host, r.Port, r.Path} }
+
+// SessionScope says what "allow for the session" covers for r, the way the
+// prompts show it: "DELETE crm.example.com:443/v1/records/42" (the rule is
+// part of the grant too). It is meant for requests that Ask has filled in,
+// such as those Pending returns.
+func (r Request) SessionScope() string {
+	return r.Method + " " + net.JoinHostPort(r.Host, strconv.Itoa(r.Port)) + r.Path
+}
 
 // waiter is one pending Ask. verdict is written once, under Queue.mu, before
 // done is closed.
@@ -145,13 +167,13 @@ func (q *Queue) OnDecision(f func(Request, Verdict)) {
 	q.mu.Unlock()
 }
 
-// Ask blocks until the request is decided. A grant for (Rule, Host) allows at
-// once; otherwise the request waits in FIFO order for Decide, the timeout
-// (deny, How "timeout"), ctx cancellation or Close (deny, How "shutdown").
-// When the queue is headless and no approver is attached, it denies at once
-// (How "headless").
+// Ask blocks until the request is decided. A session grant for the same
+// rule, method, host, port and path allows at once; otherwise the request
+// waits in FIFO order for Decide, the timeout (deny, How "timeout"), ctx
+// cancellation or Close (deny, How "shutdown"). When the queue is headless
+// and no approver is attached, it denies at once (How "headless").
 func (q *Queue) Ask(ctx context.Context, r Request) Verdict {
-	r.Host = normalHost(r.Host)
+	fillTarget(&r)
 	r.Preview = truncate(r.Preview, MaxPreview)
 
 	q.mu.Lock()
@@ -238,7 +260,7 @@ func (q *Queue) settleLocked(w *waiter, v Verdict) bool {
 // granted reports whether a live session grant covers r, and forgets
 // expired grants it meets.
 func (q *Queue) granted(r Request) bool {
-	k := grantKey{r.Rule, r.Host}
+	k := keyOf(r)
 	exp, ok := q.grants[k]
 	if !ok {
 		return false
@@ -251,8 +273,9 @@ func (q *Queue) granted(r Request) bool {
 }
 
 // Decide answers the pending request id. AllowSession also records a grant
-// for the request's (Rule, Host). by names who decided (see Verdict.By). An
-// unknown or already decided id gives an error wrapping ErrNotPending.
+// for the request's rule, method, host, port and path. by names who decided
+// (see Verdict.By). An unknown or already decided id gives an error wrapping
+// ErrNotPending.
 func (q *Queue) Decide(id string, c Choice, by string) error {
 	var v Verdict
 	switch c {
@@ -276,7 +299,7 @@ func (q *Queue) Decide(id string, c Choice, by string) error {
 		if q.grantTTL > 0 {
 			exp = q.now().Add(q.grantTTL)
 		}
-		q.grants[grantKey{w.req.Rule, w.req.Host}] = exp
+		q.grants[keyOf(w.req)] = exp
 	}
 	q.settleLocked(w, v)
 	return nil
@@ -361,14 +384,36 @@ func (q *Queue) Closed() bool {
 	return q.closed
 }
 
-// normalHost lower-cases h and drops a port, so that grants match however
-// the caller spelled the host.
-func normalHost(h string) string {
-	h = strings.ToLower(strings.TrimSpace(h))
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
+// fillTarget completes and normalises what a grant is keyed on, so that
+// grants match however the caller spelled the host, and a caller that gives
+// only the URL still gets grants no wider than its path.
+func fillTarget(r *Request) {
+	u, _ := url.Parse(r.URL)
+	if u == nil {
+		u = &url.URL{}
 	}
-	return strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+	h := strings.TrimSpace(r.Host)
+	if h == "" {
+		h = u.Host
+	}
+	h = strings.ToLower(h)
+	port := ""
+	if host, p, err := net.SplitHostPort(h); err == nil {
+		h, port = host, p
+	}
+	r.Host = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+	if r.Port == 0 {
+		if port == "" {
+			port = u.Port()
+		}
+		if port == "" {
+			port = map[string]string{"https": "443", "http": "80"}[strings.ToLower(u.Scheme)]
+		}
+		r.Port, _ = strconv.Atoi(port)
+	}
+	if r.Path == "" {
+		r.Path = u.EscapedPath()
+	}
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

@@ -157,7 +157,7 @@ func TestAllowOnceDoesNotGrant(t *testing.T) {
 	notYet(t, second)
 }
 
-func TestAllowSessionGrantsRuleAndHost(t *testing.T) {
+func TestAllowSessionGrantsTheSameRequest(t *testing.T) {
 	q := approval.NewQueue(approval.Options{})
 	defer q.Close()
 	first := ask(t.Context(), q, req("1", "confirm", "crm.example.com"))
@@ -168,7 +168,8 @@ func TestAllowSessionGrantsRuleAndHost(t *testing.T) {
 	if v := verdict(t, first); !v.Allow || v.How != "session" {
 		t.Fatalf("verdict %+v, want allowed for the session", v)
 	}
-	// The same rule and host, however spelled, passes without waiting.
+	// The same rule, method, host, port and path, however the host is
+	// spelled, passes without waiting.
 	for _, host := range []string{"crm.example.com", "CRM.Example.com:443"} {
 		v := askNow(t, q, req("", "confirm", host))
 		if !v.Allow || v.How != "grant" || v.By != "" {
@@ -181,6 +182,87 @@ func TestAllowSessionGrantsRuleAndHost(t *testing.T) {
 	waitPending(t, q, 2)
 	notYet(t, other)
 	notYet(t, otherRule)
+}
+
+// TestSessionGrantCoversOneTarget: "allow for the session" covers the same
+// rule, method, host, port and path only. One approved record delete must
+// not let the delete of a whole tenant through unasked.
+func TestSessionGrantCoversOneTarget(t *testing.T) {
+	del := func(id, url string) approval.Request {
+		return approval.Request{ID: id, Method: "DELETE", URL: url, Rule: "confirm-deletes"}
+	}
+	q := approval.NewQueue(approval.Options{})
+	defer q.Close()
+	first := ask(t.Context(), q, del("1", "https://crm.example.com/v1/records/42"))
+	p := waitPending(t, q, 1)
+	if got := p[0]; got.Host != "crm.example.com" || got.Port != 443 || got.Path != "/v1/records/42" {
+		t.Errorf("Ask filled in host %q, port %d, path %q; want crm.example.com, 443, /v1/records/42", got.Host, got.Port, got.Path)
+	}
+	if got, want := p[0].SessionScope(), "DELETE crm.example.com:443/v1/records/42"; got != want {
+		t.Errorf("SessionScope = %q, want %q", got, want)
+	}
+	if err := q.Decide("1", approval.AllowSession, "terminal"); err != nil {
+		t.Fatal(err)
+	}
+	if v := verdict(t, first); !v.Allow || v.How != "session" || v.By != "terminal" {
+		t.Fatalf("verdict %+v, want allowed for the session by terminal", v)
+	}
+
+	// The same target, however spelled, and with any query, is granted.
+	for _, r := range []approval.Request{
+		del("", "https://crm.example.com/v1/records/42"),
+		del("", "https://CRM.example.com.:443/v1/records/42?cascade=false"),
+		{Method: "DELETE", URL: "https://crm.example.com/v1/records/42", Host: "Crm.Example.Com", Port: 443, Path: "/v1/records/42", Rule: "confirm-deletes"},
+	} {
+		if v := askNow(t, q, r); !v.Allow || v.How != "grant" || v.By != "" {
+			t.Errorf("%s: verdict %+v, want allowed by the grant", r.URL, v)
+		}
+	}
+
+	// Anything else asks again.
+	others := []approval.Request{
+		del("2", "https://crm.example.com/v1/tenants/acme"),
+		del("3", "https://crm.example.com/v1/records/43"),
+		del("4", "https://crm.example.com/v1/records/42/"),
+		del("5", "https://crm.example.com:8443/v1/records/42"),
+		del("6", "http://crm.example.com/v1/records/42"), // port 80
+		del("7", "https://other.example.com/v1/records/42"),
+		{ID: "8", Method: "PUT", URL: "https://crm.example.com/v1/records/42", Rule: "confirm-deletes"},
+		{ID: "9", Method: "DELETE", URL: "https://crm.example.com/v1/records/42", Rule: "another-rule"},
+		// The caller's own port and path win over the URL's.
+		{ID: "10", Method: "DELETE", URL: "https://crm.example.com/v1/records/42", Path: "/v1/records/%34%32", Rule: "confirm-deletes"},
+		{ID: "11", Method: "DELETE", URL: "https://crm.example.com/v1/records/42", Port: 444, Rule: "confirm-deletes"},
+	}
+	var waiting []<-chan approval.Verdict
+	for _, r := range others {
+		waiting = append(waiting, ask(t.Context(), q, r))
+	}
+	waitPending(t, q, len(others))
+	for i, ch := range waiting {
+		select {
+		case v := <-ch:
+			t.Errorf("%s %s (port %d, path %q, rule %s) did not wait: %+v", others[i].Method, others[i].URL, others[i].Port, others[i].Path, others[i].Rule, v)
+		default:
+		}
+	}
+}
+
+func TestSessionScope(t *testing.T) {
+	for _, tt := range []struct {
+		r    approval.Request
+		want string
+	}{
+		{approval.Request{Method: "DELETE", URL: "https://crm.example.com/v1/records/42"}, "DELETE crm.example.com:443/v1/records/42"},
+		{approval.Request{Method: "POST", URL: "http://[::1]:8080/a%2Fb?x=1"}, "POST [::1]:8080/a%2Fb"},
+		{approval.Request{Method: "GET", URL: "https://h.example", Host: "H.example:8443"}, "GET h.example:8443"},
+	} {
+		q := approval.NewQueue(approval.Options{})
+		ask(t.Context(), q, tt.r)
+		if got := waitPending(t, q, 1)[0].SessionScope(); got != tt.want {
+			t.Errorf("%s %s: SessionScope = %q, want %q", tt.r.Method, tt.r.URL, got, tt.want)
+		}
+		q.Close()
+	}
 }
 
 func TestGrantExpiresAfterTTL(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -15,14 +16,19 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crewgate/crewgate/internal/runner"
 )
 
 // The control socket speaks newline-delimited JSON, one object per line.
 //
-// The client opens with {"op":"hello","proto":1,"pid":N}; the server answers
-// {"type":"hello","proto":1} or {"type":"error","error":"..."} and closes.
-// Then the client sends requests, each with a number "id" of its choice that
-// the server's reply carries back:
+// A client that runs inside the crew (the crew or one of its descendants), or
+// that the server cannot place, gets {"type":"error","code":"refused",
+// "error":"permission denied: ..."} as soon as it connects, and the server
+// closes. Otherwise the client opens with {"op":"hello","proto":1,"pid":N};
+// the server answers {"type":"hello","proto":1} or {"type":"error",
+// "error":"..."} and closes. Then the client sends requests, each with a
+// number "id" of its choice that the server's reply carries back:
 //
 //	{"op":"list","id":1}                                   -> {"type":"pending","id":1,"pending":[Request...],"closed":false}
 //	{"op":"watch","id":2}                                  -> {"type":"pending","id":2,...} now and after every change
@@ -30,8 +36,10 @@ import (
 //	{"op":"decide","id":3,"request":"7","choice":"once"}   -> {"type":"ok","id":3}
 //	                                                       or {"type":"error","id":3,"error":"...","code":"not_pending"}
 //
-// "closed" is true once the session's queue is closed. The connection ends
-// when the session ends.
+// Where the platform does not tell the client's process, watch and decide
+// get {"type":"error","id":N,"code":"refused",...}: such a client could be
+// the crew. "closed" is true once the session's queue is closed. The
+// connection ends when the session ends.
 const protoVersion = 1
 
 // maxSocketPath is the smallest sun_path among the platforms (macOS: 104).
@@ -61,7 +69,53 @@ type serverMsg struct {
 	Pending []Request `json:"pending,omitempty"`
 	Closed  bool      `json:"closed,omitempty"`
 	Error   string    `json:"error,omitempty"`
-	Code    string    `json:"code,omitempty"` // "not_pending" for ErrNotPending
+	Code    string    `json:"code,omitempty"` // "not_pending" for ErrNotPending, "refused" for ErrRefused
+}
+
+// Error codes of serverMsg.
+const (
+	codeNotPending = "not_pending"
+	codeRefused    = "refused"
+)
+
+// The refusals a client hears; each says where to answer instead.
+const (
+	msgCrew    = "permission denied: the crew cannot answer its own approval prompts; run `crewgate approve` from a terminal outside the crew"
+	msgUnknown = "permission denied: cannot tell whether this client runs inside the crew (%v); run `crewgate approve` from a terminal outside the crew"
+	msgNoPID   = "permission denied: crewgate cannot tell which process this client is, so it could be the crew; answer on the session's own terminal"
+	msgOwner   = "permission denied: this socket serves its owner only"
+)
+
+// ErrRefused is wrapped by the errors of Dial, Watch and Decide when the
+// session refuses the client: it runs inside the crew, or the session cannot
+// tell that it does not.
+var ErrRefused = errors.New("refused by the session")
+
+// refusal is a refusal's message from the server.
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == ErrRefused }
+
+// ServeOptions adjust Serve. The zero value is the right one for crewgate
+// run.
+type ServeOptions struct {
+	// InCrew reports whether process pid is the crew or one of its
+	// descendants; an error means it cannot tell, and the client is refused.
+	// nil means a descendant of crewgate (runner.IsDescendant of
+	// os.Getpid()): crewgate's children are the crew and, as the crew's
+	// subreaper, the crew's orphans.
+	InCrew func(pid int) (bool, error)
+	// OnRefusedPeer, when set, is told about each client refused because it
+	// runs inside the crew, cannot be placed, or belongs to another user.
+	// Calls are serialised.
+	OnRefusedPeer func(RefusedPeer)
+}
+
+// RefusedPeer is a control-socket client that Serve turned away.
+type RefusedPeer struct {
+	PID    int    // the client's process; 0 when the platform does not tell
+	Reason string // why, e.g. "runs inside the crew"; nothing secret
 }
 
 // SocketDir is the directory that holds the control sockets:
@@ -130,14 +184,22 @@ func Sessions() ([]string, error) {
 // socket and returns nil once every connection is closed. It creates the
 // directory (0700, refusing one another user owns) and the socket (0600),
 // replaces a stale socket file, and refuses to start when a live session
-// already serves path. Where the platform tells the peer's uid (Linux,
-// macOS), connections from other users are refused.
-func Serve(ctx context.Context, path string, q *Queue) error {
+// already serves path.
+//
+// Only a human outside the crew may answer: where the platform tells the
+// client's process (Linux, macOS), a client of another user, or one that
+// runs inside the crew (opts.InCrew), is refused before it can list, watch
+// or decide; elsewhere no client may watch or decide.
+func Serve(ctx context.Context, path string, q *Queue, opts ServeOptions) error {
 	ln, err := listen(path)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	s := &server{q: q, user: currentUser(), conns: map[net.Conn]struct{}{}}
+	s := &server{q: q, user: currentUser(), conns: map[net.Conn]struct{}{}, inCrew: opts.InCrew, onRefused: opts.OnRefusedPeer}
+	if s.inCrew == nil {
+		self := os.Getpid()
+		s.inCrew = func(pid int) (bool, error) { return runner.IsDescendant(pid, self) }
+	}
 	s.host, _ = os.Hostname()
 	if s.host == "" {
 		s.host = "localhost"
@@ -219,6 +281,9 @@ func listen(path string) (*net.UnixListener, error) {
 type server struct {
 	q          *Queue
 	user, host string
+	inCrew     func(pid int) (bool, error)
+	onRefused  func(RefusedPeer)
+	refusedMu  sync.Mutex // serialises onRefused
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -246,11 +311,69 @@ func (c *conn) send(m serverMsg) error {
 	return err
 }
 
+// refuse tells the session's hook, then the client, why the client is
+// turned away.
+func (s *server) refuse(c *conn, id uint64, pid int, msg, reason string) {
+	if s.onRefused != nil {
+		s.refusedMu.Lock()
+		s.onRefused(RefusedPeer{PID: pid, Reason: reason})
+		s.refusedMu.Unlock()
+	}
+	c.send(serverMsg{Type: "error", ID: id, Error: msg, Code: codeRefused})
+}
+
+// hangUp ends a refused connection so that the client reads the refusal and
+// then the end, not a reset: closing a unix socket with unread input (the
+// client's hello, say) would reset it. What the client sent is dropped
+// unread, for a second at most.
+func hangUp(nc net.Conn) {
+	if uc, ok := nc.(*net.UnixConn); ok {
+		uc.CloseWrite()
+	}
+	nc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+}
+
+// judge decides whether the client at p may connect (msg empty) and whether
+// it may answer prompts. It runs before the client can say anything, so that
+// the crew never gets as far as a hello. A client whose process is unknown
+// (a platform without peer pids, or a pid from another pid namespace) may
+// connect and list, but not answer.
+func (s *server) judge(p peer) (answers bool, msg, reason string) {
+	if !p.known || p.pid <= 0 {
+		return false, "", ""
+	}
+	in, err := s.inCrew(p.pid)
+	if err == nil && !p.same() {
+		err = fmt.Errorf("process %d exited", p.pid)
+	}
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf(msgUnknown, err), "cannot tell whether it runs inside the crew: " + err.Error()
+	case in:
+		return false, msgCrew, "runs inside the crew"
+	}
+	return true, "", ""
+}
+
 func (s *server) serveConn(nc net.Conn) {
 	c := &conn{c: nc}
-	uid, pid, known, err := peerCred(nc)
-	if err != nil || known && uid != os.Getuid() {
-		c.send(serverMsg{Type: "error", Error: "permission denied: this socket serves its owner only"})
+	p, err := peerOf(nc)
+	if err != nil {
+		s.refuse(c, 0, 0, msgOwner, "its credentials cannot be read: "+err.Error())
+		hangUp(nc)
+		return
+	}
+	defer p.release()
+	if p.known && p.uid != os.Getuid() {
+		s.refuse(c, 0, p.pid, msgOwner, fmt.Sprintf("belongs to uid %d", p.uid))
+		hangUp(nc)
+		return
+	}
+	answers, msg, reason := s.judge(p)
+	if msg != "" {
+		s.refuse(c, 0, p.pid, msg, reason)
+		hangUp(nc)
 		return
 	}
 
@@ -266,10 +389,9 @@ func (s *server) serveConn(nc net.Conn) {
 		return
 	}
 	nc.SetReadDeadline(time.Time{})
-	if !known {
-		pid = hello.PID
-	}
-	by := fmt.Sprintf("approve:%s@%s pid %d", s.user, s.host, pid)
+	// Only a client whose process the kernel named can answer, so the pid
+	// here is never the client's own claim.
+	by := fmt.Sprintf("approve:%s@%s pid %d", s.user, s.host, p.pid)
 	if c.send(serverMsg{Type: "hello", Proto: protoVersion}) != nil {
 		return
 	}
@@ -289,6 +411,10 @@ func (s *server) serveConn(nc net.Conn) {
 		case "list":
 			c.send(s.snapshot(m.ID))
 		case "watch":
+			if !answers {
+				s.refuse(c, m.ID, 0, msgNoPID, "watch from a client whose process is unknown")
+				continue
+			}
 			if watches[m.ID] != nil {
 				c.send(serverMsg{Type: "error", ID: m.ID, Error: "a watch with this id exists"})
 				continue
@@ -306,10 +432,14 @@ func (s *server) serveConn(nc net.Conn) {
 				delete(watches, m.ID)
 			}
 		case "decide":
+			if !answers {
+				s.refuse(c, m.ID, 0, msgNoPID, "decide from a client whose process is unknown")
+				continue
+			}
 			if err := s.q.Decide(m.Request, m.Choice, by); err != nil {
 				reply := serverMsg{Type: "error", ID: m.ID, Error: err.Error()}
 				if errors.Is(err, ErrNotPending) {
-					reply.Code = "not_pending"
+					reply.Code = codeNotPending
 				}
 				c.send(reply)
 				continue

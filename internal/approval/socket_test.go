@@ -34,10 +34,15 @@ func runtimeDir(t *testing.T) string {
 // Serve's error.
 func serve(t *testing.T, session string, q *approval.Queue) (path string, stop func() error) {
 	t.Helper()
+	return serveWith(t, session, q, approval.ServeOptions{})
+}
+
+func serveWith(t *testing.T, session string, q *approval.Queue, opts approval.ServeOptions) (path string, stop func() error) {
+	t.Helper()
 	path = approval.SocketPath(session)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- approval.Serve(ctx, path, q) }()
+	go func() { errc <- approval.Serve(ctx, path, q, opts) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if c, err := net.Dial("unix", path); err == nil {
@@ -286,14 +291,14 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 	}
 
 	// A live socket is not taken over.
-	err = approval.Serve(t.Context(), path, approval.NewQueue(approval.Options{}))
+	err = approval.Serve(t.Context(), path, approval.NewQueue(approval.Options{}), approval.ServeOptions{})
 	if err == nil || !strings.Contains(err.Error(), "running session") {
 		t.Errorf("Serve on a live socket: %v, want a refusal", err)
 	}
 	// Nor is a file that is not a socket.
 	other := approval.SocketPath("s2")
 	os.WriteFile(other, []byte("x"), 0o600)
-	if err := approval.Serve(t.Context(), other, q); err == nil {
+	if err := approval.Serve(t.Context(), other, q, approval.ServeOptions{}); err == nil {
 		t.Error("Serve replaced a regular file")
 	}
 }

@@ -34,14 +34,17 @@ answer the requests that wait for approval, oldest first. Without SESSION, the
 only running session is used; when several run, name one.
 
 On a terminal, single keys decide the request shown: a allows it once, s allows
-it and later requests for the same rule and host for the rest of the session,
-d or Esc denies it, q quits (the session keeps running). Without a terminal,
-the requests are printed on stdout and stdin is read line by line: 'a ID',
-'s ID' or 'd ID' decide request ID, 'q' quits.
+it and later requests with the same rule, method, host, port and path for the
+rest of the session (the prompt shows exactly which), d or Esc denies it, q
+quits (the session keeps running). Without a terminal, the requests are printed
+on stdout and stdin is read line by line: 'a ID', 's ID' or 'd ID' decide
+request ID, 'q' quits.
 
 approve keeps waiting for new requests until the session ends or you quit. The
 socket lives in $XDG_RUNTIME_DIR/crewgate (or a private per-user directory in
-the temp dir), so run approve as the same user, with the same XDG_RUNTIME_DIR.`,
+the temp dir), so run approve as the same user, with the same XDG_RUNTIME_DIR.
+Only a human can answer: the session refuses an approve started by the crew or
+by any of its descendants, so run it from a terminal of your own.`,
 		Example: `  crewgate run --no-tui -- python3 crew.py   # in one terminal
   crewgate approve                            # in another
   printf 'a 1\nq\n' | crewgate approve 0ab3c9d81k2q4e5f`,
@@ -66,6 +69,9 @@ func approveRun(ctx context.Context, opts *approveOptions) error {
 		return err
 	}
 	c, err := approval.Dial(approval.SocketPath(session))
+	if errors.Is(err, approval.ErrRefused) {
+		return &exitError{code: exitFailure, what: "approve: session " + session, err: err, hint: refusedHint}
+	}
 	if err != nil {
 		return &exitError{code: exitFailure, what: "approve: connecting to session " + session, err: err,
 			hint: "is its 'crewgate run' still going? 'crewgate approve' without SESSION finds the running ones"}
@@ -75,7 +81,11 @@ func approveRun(ctx context.Context, opts *approveOptions) error {
 	defer cancel()
 	watch, err := c.Watch(ctx)
 	if err != nil {
-		return &exitError{code: exitFailure, what: "approve: watching session " + session, err: err}
+		e := &exitError{code: exitFailure, what: "approve: watching session " + session, err: err}
+		if errors.Is(err, approval.ErrRefused) {
+			e.hint = refusedHint
+		}
+		return e
 	}
 	a := &approver{f: f, session: session, client: c, watch: watch}
 	if file, ok := f.in.(*os.File); ok && f.interactive() {
@@ -83,6 +93,9 @@ func approveRun(ctx context.Context, opts *approveOptions) error {
 	}
 	return a.lines(ctx)
 }
+
+// refusedHint is what to do when the session turns approve away.
+const refusedHint = "open a terminal of your own (not one the crew started) and run 'crewgate approve' there"
 
 // pickSession returns the named session, or the only running one.
 func pickSession(f *factory, name string) (string, error) {
@@ -247,6 +260,13 @@ func printRequest(w io.Writer, r approval.Request, pos, n int, now time.Time) {
 	}
 	fmt.Fprintf(w, "  waiting:  %d of %d, times out in %s\n", pos, n, timeLeft(r, now))
 	fmt.Fprintf(w, "  answer:   a|s|d %s\n", termtext.Escape(r.ID))
+	fmt.Fprintf(w, "            s %s\n", sessionText(r))
+}
+
+// sessionText says what allowing r for the session covers: the same rule,
+// method, host, port and path.
+func sessionText(r approval.Request) string {
+	return fmt.Sprintf("allow %s for the session (rule %s)", termtext.Escape(r.SessionScope()), termtext.Escape(r.Rule))
 }
 
 func ruleText(r approval.Request) string {
@@ -308,7 +328,7 @@ func (a *approver) keys(ctx context.Context, in *os.File) error {
 	}()
 
 	s := &screen{w: f.errOut, width: termWidth(f.errOut), color: os.Getenv("NO_COLOR") == ""}
-	s.log(fmt.Sprintf("Answering session %s. Keys: a allow once, s allow for the session, d or Esc deny, q quit.", a.session))
+	s.log(fmt.Sprintf("Answering session %s. Keys: a allow once, s allow the same request for the session, d or Esc deny, q quit.", a.session))
 	var list []approval.Request
 	var shown *approval.Request
 	var tick <-chan time.Time
@@ -435,7 +455,7 @@ func (s *screen) draw(session string, r *approval.Request, n int, now time.Time)
 			}
 			lines = append(lines, "  "+l)
 		}
-		lines = append(lines, "[a] allow once  [s] allow for the session  [d/Esc] deny  [q] quit")
+		lines = append(lines, "[a] allow once  [d/Esc] deny  [q] quit", "[s] "+sessionText(*r))
 	}
 	s.clear()
 	for _, l := range lines {

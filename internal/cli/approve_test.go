@@ -39,11 +39,16 @@ type fakeSession struct {
 
 func startSession(t *testing.T, id string) *fakeSession {
 	t.Helper()
+	return startSessionWith(t, id, approval.ServeOptions{})
+}
+
+func startSessionWith(t *testing.T, id string, opts approval.ServeOptions) *fakeSession {
+	t.Helper()
 	q := approval.NewQueue(approval.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	path := approval.SocketPath(id)
-	go func() { done <- approval.Serve(ctx, path, q) }()
+	go func() { done <- approval.Serve(ctx, path, q, opts) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if c, err := net.Dial("unix", path); err == nil {
@@ -189,6 +194,7 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 		`"note": "\x1b[31mred"}`, // the escape is shown, not sent to the terminal
 		"waiting:  1 of 1, times out in ",
 		"answer:   a|s|d 7",
+		"            s allow DELETE crm.example.com:443/v1/contacts/42 for the session (rule confirm-deletes)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
@@ -207,7 +213,7 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 		t.Errorf("By %q does not name this process", v.By)
 	}
 
-	// New requests keep coming; s grants the rule on that host.
+	// New requests keep coming; s grants the same request for the session.
 	second := s.ask(t, deleteRequest("8", "other.example.com"))
 	cmd.out.waitFor(t, "request 8 DELETE https://other.example.com")
 	cmd.send(t, "s 8")
@@ -217,7 +223,7 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	if v := s.q.Ask(ctx, deleteRequest("", "other.example.com")); v.How != "grant" {
-		t.Errorf("the same rule and host again: %+v, want the grant", v)
+		t.Errorf("the same request again: %+v, want the grant", v)
 	}
 	third := s.ask(t, deleteRequest("9", "crm.example.com"))
 	cmd.out.waitFor(t, "request 9 ")
@@ -315,7 +321,8 @@ func TestApproveKeysOnATerminal(t *testing.T) {
 	term.waitFor(`DELETE https://crm\.example\.com/v1/contacts/42`)
 	term.waitFor(`1 waiting · times out in`)
 	screen := term.screen()
-	for _, want := range []string{"rule confirm-deletes: deletes data in the CRM", "as alice <alice@example.com>", `"note": "\x1b[31mred"}`, "[a] allow once"} {
+	for _, want := range []string{"rule confirm-deletes: deletes data in the CRM", "as alice <alice@example.com>", `"note": "\x1b[31mred"}`, "[a] allow once",
+		"[s] allow DELETE crm.example.com:443/v1/contacts/42 for the session (rule confirm-deletes)"} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("the prompt lacks %q:\n%s", want, screen)
 		}
@@ -346,5 +353,27 @@ func TestApproveKeysOnATerminal(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(^|\s)icanon`).MatchString(screen) || !regexp.MustCompile(`(^|\s)echo\s`).MatchString(screen) {
 		t.Errorf("the terminal was not restored (stty -a):\n%s", screen)
+	}
+}
+
+// TestApproveRefusedInsideTheCrew: a session that places approve inside the
+// crew refuses it; approve says so, with what to do, and exits 1.
+func TestApproveRefusedInsideTheCrew(t *testing.T) {
+	approveRuntime(t)
+	s := startSessionWith(t, "0abc", approval.ServeOptions{InCrew: func(int) (bool, error) { return true, nil }})
+	ch := s.ask(t, deleteRequest("1", "crm.example.com"))
+	var out, errOut bytes.Buffer
+	code := cli.Main([]string{"approve", "0abc"}, strings.NewReader("s 1\n"), &out, &errOut)
+	want := "crewgate: approve: session 0abc: permission denied: the crew cannot answer its own approval prompts; run `crewgate approve` from a terminal outside the crew\n" +
+		"hint: open a terminal of your own (not one the crew started) and run 'crewgate approve' there\n"
+	if code != 1 || errOut.String() != want || out.Len() != 0 {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s\nwant stderr:\n%s", code, out.String(), errOut.String(), want)
+	}
+	if p := s.q.Pending(); len(p) != 1 {
+		t.Errorf("pending after the refused approve: %v", p)
+	}
+	s.end()
+	if v := awaitVerdict(t, ch); v.Allow || v.How != "shutdown" {
+		t.Errorf("verdict %+v, want the shutdown deny", v)
 	}
 }

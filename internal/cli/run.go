@@ -145,8 +145,13 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 			}
 		})
 	}
+	// A client refused because it runs inside the crew is worth the user's
+	// attention: the crew tried to answer its own prompt.
+	refused := func(p approval.RefusedPeer) {
+		slog.Warn("approvals: refused a control socket client", "session", session, "pid", p.PID, "reason", p.Reason)
+	}
 	go func() {
-		if err := approval.Serve(runCtx, approval.SocketPath(session), queue); err != nil && runCtx.Err() == nil {
+		if err := approval.Serve(runCtx, approval.SocketPath(session), queue, approval.ServeOptions{OnRefusedPeer: refused}); err != nil && runCtx.Err() == nil {
 			fmt.Fprintf(f.errOut, "crewgate: approvals: %v; 'crewgate approve' cannot reach this session\n", err)
 		}
 	}()
@@ -290,7 +295,7 @@ func (s queueSource) Pending() []tui.Prompt {
 	var out []tui.Prompt
 	for _, r := range s.q.Pending() {
 		out = append(out, tui.Prompt{ID: r.ID, Method: r.Method, URL: r.URL, Rule: r.Rule, Reason: r.Reason,
-			Identity: r.Identity, Preview: r.Preview, Deadline: r.Deadline})
+			Identity: r.Identity, Preview: r.Preview, Scope: r.SessionScope(), Deadline: r.Deadline})
 	}
 	return out
 }

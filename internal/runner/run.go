@@ -91,6 +91,11 @@ type Cmd struct {
 // On Linux the child receives SIGKILL when crewgate dies (Pdeathsig), even
 // from SIGKILL. Elsewhere a child outlives a crewgate that is killed outright.
 //
+// On Linux crewgate becomes a subreaper before the child starts (it stays
+// one afterwards: the setting is the process's): descendants of the child
+// whose parent exits are reparented to crewgate, so IsDescendant still finds
+// them in its tree, and while the child runs, Run reaps those that exit.
+//
 // Run returns the exit code crewgate should exit with: the child's own, or
 // 128+N when the child died of signal N. err is non-nil only when the child
 // could not be started, or in the unlikely case that waiting for it failed
@@ -153,12 +158,19 @@ func Run(ctx context.Context, c Cmd) (code int, err error) {
 	signal.Notify(sigc, notifySignals...)
 	defer signal.Stop(sigc)
 
+	// Before the child exists, so that none of its descendants can leave
+	// crewgate's tree by a double fork.
+	if err := becomeSubreaper(); err != nil {
+		return 1, fmt.Errorf("becoming the subreaper of %s: %w", c.Args[0], err)
+	}
 	// See lockThread: the thread that starts the child must outlive it.
 	unlock := lockThread()
 	defer unlock()
 	if err := cmd.Start(); err != nil {
 		return CodeNotExecutable, &StartError{Name: c.Args[0], Code: CodeNotExecutable, Err: err}
 	}
+	stopReaping := reapOrphans(cmd.Process.Pid)
+	defer stopReaping()
 
 	stop := make(chan struct{})
 	forwarded := make(chan struct{})

@@ -9,3 +9,9 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func lockThread() (unlock func()) { return func() {} }
+
+// becomeSubreaper does nothing: only Linux has subreapers, so here a process
+// of the crew whose parent exited leaves crewgate's tree.
+func becomeSubreaper() error { return nil }
+
+func reapOrphans(int) (stop func()) { return func() {} }

@@ -81,3 +81,7 @@ func IsForeground(f *os.File) bool {
 func withTTY(*syscall.SysProcAttr, int) (*syscall.SysProcAttr, error) {
 	return nil, errors.New("a TTY for the child is not supported on Windows")
 }
+
+func becomeSubreaper() error { return nil }
+
+func reapOrphans(int) (stop func()) { return func() {} }

@@ -15,7 +15,11 @@ import (
 // Prompt is one request waiting for the human.
 type Prompt struct {
 	ID, Method, URL, Rule, Reason, Identity, Preview string
-	Deadline                                         time.Time // when the request is denied by timeout
+	// Scope is what "allow for the session" covers besides the rule, e.g.
+	// "DELETE crm.example.com:443/v1/records/42", so that the prompt can say
+	// exactly what `s` lets through unasked.
+	Scope    string
+	Deadline time.Time // when the request is denied by timeout
 }
 
 // Status is what the status line counts.
@@ -259,8 +263,8 @@ func (m Model) promptLines(p Prompt) []string {
 	if p.Preview != "" {
 		ls = append(ls, line{"  " + s.label.Render("body ") + s.preview.Render(clean(p.Preview, maxPreview)), 5})
 	}
-	ls = append(ls, line{"  " + s.key.Render("a") + " allow once   " + s.key.Render("s") + " allow for the session   " +
-		s.key.Render("d") + "/" + s.key.Render("Esc") + " deny", 1})
+	ls = append(ls, line{"  " + s.key.Render("a") + " allow once   " + s.key.Render("d") + "/" + s.key.Render("Esc") + " deny", 1})
+	ls = append(ls, line{"  " + s.key.Render("s") + " " + m.sessionText(p), 1})
 	ls = append(ls, line{m.statusLine(), 2})
 
 	room := len(ls)
@@ -284,6 +288,20 @@ func (m Model) promptLines(p Prompt) []string {
 		out = out[:room]
 	}
 	return out
+}
+
+// sessionText says what `s` allows: the same rule, method, host, port and
+// path, for the rest of the session.
+func (m Model) sessionText(p Prompt) string {
+	s := m.st
+	t := "allow for the session"
+	if p.Scope != "" {
+		t = "allow " + s.value.Render(clean(p.Scope, maxURL)) + " for the session"
+	}
+	if p.Rule != "" {
+		t += " " + s.label.Render("(rule ") + s.value.Render(clean(p.Rule, maxField)) + s.label.Render(")")
+	}
+	return t
 }
 
 // left formats the time to the deadline: 1m52s, 45s, 0s.

@@ -41,6 +41,7 @@ func prompt(id string) Prompt {
 		ID: id, Method: "DELETE", URL: "https://crm.example.com/v1/contacts/" + id,
 		Rule: "confirm-deletes", Reason: "deletes data in the CRM", Identity: "alice@example.com",
 		Preview:  `{"id":42,"note":"[MASKED:email]"}`,
+		Scope:    "DELETE crm.example.com:443/v1/contacts/" + id,
 		Deadline: t0.Add(112 * time.Second),
 	}
 }
@@ -221,7 +222,7 @@ func TestResize(t *testing.T) {
 	var d decisions
 	m := ready(t, &d, prompt("p1"))
 	full := strings.Split(m.View(), "\n")
-	if len(full) != 7 {
+	if len(full) != 8 {
 		t.Fatalf("%d lines:\n%s", len(full), m.View())
 	}
 	m = step(t, m, tea.WindowSizeMsg{Width: 30, Height: 30})
@@ -236,7 +237,8 @@ func TestResize(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("%d lines on a 5-row terminal:\n%s", len(lines), v)
 	}
-	for _, want := range []string{"approve this request?", "DELETE https://", "allow once", "session 01JTESTSESSION"} {
+	// What to answer and what `s` covers outlast the status line.
+	for _, want := range []string{"approve this request?", "DELETE https://", "allow once", "s allow DELETE crm.example.com:443/v1/contacts/p1 for the session (rule confirm-deletes)"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("short view lacks %q:\n%s", want, v)
 		}

@@ -109,7 +109,8 @@ func TestTmux(t *testing.T) {
 		"rule confirm-deletes: deletes data in the CRM",
 		"as alice@example.com",
 		`"x":"[2J]0;owned"`, // the body's escapes are shown inert
-		"a allow once   s allow for the session   d/Esc deny",
+		"a allow once   d/Esc deny",
+		"s allow DELETE crm.example.com:443/v1/contacts/42 for the session (rule confirm-deletes)",
 		"pending 1",
 	} {
 		if !strings.Contains(s, want) {

@@ -52,6 +52,7 @@ func run(delay, keyDelay, timeout time.Duration, color bool) int {
 		q.add(tui.Prompt{
 			ID: "demo-1", Method: "DELETE", URL: "https://crm.example.com/v1/contacts/42",
 			Rule: "confirm-deletes", Reason: "deletes data in the CRM", Identity: "alice@example.com",
+			Scope: "DELETE crm.example.com:443/v1/contacts/42",
 			// The escape sequences must show as text, never act.
 			Preview:  "{\"id\":42,\"email\":\"[MASKED:email]\",\"x\":\"\x1b[2J\x1b]0;owned\x07\"}",
 			Deadline: time.Now().Add(timeout),
