@@ -52,7 +52,7 @@ func TestExplainAgreesWithRun(t *testing.T) {
 		{"GET", "http://169.254.169.254/latest/meta-data/", ""},
 		{"GET", "https://[64:ff9b::a9fe:a9fe]/latest/", ""},
 		{"GET", "https://" + apiAddr + "/secret/keys", ""}, // a tunnel: path rules cannot apply
-		{"GET", "https://evil.example/", ""},             // a tunnel the host rule refuses
+		{"GET", "https://evil.example/", ""},               // a tunnel the host rule refuses
 		{"GET", "https://api.example.com:8443/v1/models", ""},
 	}
 	var script strings.Builder

@@ -108,8 +108,11 @@ given, which makes up an identity with just those groups. Without a login or
 --group there is no identity: groups and claims conditions do not match and
 not_groups conditions do.
 
-Body conditions see the first 1 MiB of --body (a file, or - for stdin); with
-no --body the body is empty.`,
+Body conditions see --body (a file, or - for stdin) as the upstream would
+understand it, decoded by its --header Content-Encoding and Content-Type, up
+to policy.max_body; with no --body the body is empty. The request goes
+through the same steps as in 'crewgate run' (route, address checks,
+authority, rules), so explain says what run does.`,
 		Example: `  crewgate policy explain DELETE https://crm.example.com/v1/contacts/7
   crewgate policy explain POST https://api.example.com/v1/deploy --group ml-deployers
   crewgate policy explain POST https://db.example.com/sql --body query.json --header 'Content-Type: application/json'`,
@@ -206,6 +209,9 @@ func policyExplainRun(_ context.Context, opts *policyExplainOptions) error {
 					verdict = "no: " + r.Failure()
 				}
 				fmt.Fprintf(w, "  %d.\t%s\t%s\t%s\n", i+1, r.Name, r.Action, verdict)
+				for _, n := range r.Notes {
+					fmt.Fprintf(w, "\t\t\t  %s\n", n)
+				}
 			}
 			w.Flush()
 		}

@@ -34,6 +34,7 @@ type Config struct {
 
 	Upstreams []Upstream `yaml:"upstreams"`
 	Rules     []Rule     `yaml:"rules"`
+	Policy    Policy     `yaml:"policy"`
 	Mask      Mask       `yaml:"mask"`
 	Approval  Approval   `yaml:"approval"`
 	Audit     Audit      `yaml:"audit"`
@@ -94,6 +95,30 @@ type Match struct {
 	Claims    map[string]string `yaml:"claims"`
 }
 
+// Policy configures how rules read request bodies.
+type Policy struct {
+	// MaxBody bounds a body rules read, as sent and after decoding
+	// (Content-Encoding, charsets, escapes); a larger body is oversize.
+	MaxBody Size `yaml:"max_body"`
+	// Oversize says what happens to a body that rules cannot read (over
+	// MaxBody, or not decodable) when a body rule could apply: "deny"
+	// (refused, body-uninspectable) or "allow" (let through, audited).
+	Oversize string `yaml:"oversize"`
+}
+
+// Values of policy.oversize.
+const (
+	OversizeDeny  = "deny"
+	OversizeAllow = "allow"
+)
+
+// DefaultMaxBody is policy.max_body when the config does not set it.
+const DefaultMaxBody Size = 8 << 20
+
+// maxMaxBody bounds policy.max_body: a body is held in memory whole, and a
+// view of it a few times over.
+const maxMaxBody Size = 256 << 20
+
 // Mask configures response (and optional request) masking.
 type Mask struct {
 	Detectors   []string       `yaml:"detectors"` // "default" or built-in names
@@ -138,6 +163,7 @@ func Defaults() Config {
 			Detectors:   []string{"default"},
 			Replacement: "[MASKED:{{.Name}}]",
 		},
+		Policy:   Policy{MaxBody: DefaultMaxBody, Oversize: OversizeDeny},
 		Approval: Approval{Timeout: 120 * time.Second, Headless: "deny"},
 		Audit:    Audit{OnError: "stop"},
 	}
@@ -203,6 +229,12 @@ func (c *Config) validate() error {
 	}
 	if err := c.oneOf("audit.on_error", c.Audit.OnError, "stop", "continue"); err != nil {
 		return err
+	}
+	if err := c.oneOf("policy.oversize", c.Policy.Oversize, OversizeDeny, OversizeAllow); err != nil {
+		return err
+	}
+	if c.Policy.MaxBody < 1<<10 || c.Policy.MaxBody > maxMaxBody {
+		return c.errorf("policy.max_body", "%s is not between 1KiB and %s", c.Policy.MaxBody, maxMaxBody)
 	}
 	if c.Audit.OTLPEndpoint != "" {
 		if u, err := url.Parse(c.Audit.OTLPEndpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

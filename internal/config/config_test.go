@@ -64,6 +64,9 @@ func TestLoadDesignExample(t *testing.T) {
 	if got := cfg.Resources(); !slices.Equal(got, []string{"https://crewai.internal"}) {
 		t.Errorf("Resources = %v", got)
 	}
+	if cfg.Policy.MaxBody != 8<<20 || cfg.Policy.Oversize != "deny" {
+		t.Errorf("policy = %+v", cfg.Policy)
+	}
 	if cfg.File != "testdata/design.yaml" {
 		t.Errorf("File = %q", cfg.File)
 	}
@@ -104,6 +107,13 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate key", "issuer: https://a.example\nissuer: https://b.example\n", ":2: issuer:"},
 		{"invalid yaml", "issuer: [unclosed\n", ":1: (file): did not find expected"},
 		{"http issuer not a URL", "issuer: idp.example.com\n", ":1: issuer: \"idp.example.com\" is not an http(s) URL"},
+		{"mistyped size", "policy:\n  max_body: 8 megs\n", ":2: policy.max_body: \"8 megs\" is not a size like 8MiB, 512KiB or 1048576"},
+		{"size as a list", "policy:\n  max_body: [8MiB]\n", ":2: policy.max_body: expected a size like 8MiB"},
+		{"size too small", "policy:\n  max_body: 100B\n", ":2: policy.max_body: 100B is not between 1KiB and 256MiB"},
+		{"size too large", "policy:\n  max_body: 1GiB\n", ":2: policy.max_body: 1GiB is not between 1KiB and 256MiB"},
+		{"size overflows", "policy:\n  max_body: 99999999999999999999GiB\n", ":2: policy.max_body: \"99999999999999999999GiB\" is too large"},
+		{"bad oversize", "policy:\n  max_body: 8MiB\n  oversize: pass\n", ":3: policy.oversize: \"pass\" is not one of deny, allow"},
+		{"unknown policy key", "policy:\n  maxbody: 8MiB\n", ":2: policy.maxbody: unknown key (did you mean \"max_body\"?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,6 +191,55 @@ func TestBadEnvironmentValueNamesVariable(t *testing.T) {
 	_, err = Load(Options{})
 	if err == nil || !strings.Contains(err.Error(), "default_action: \"open\" is not one of tunnel, deny") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPolicyBodyKeys(t *testing.T) {
+	isolate(t)
+	cfg, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Policy.MaxBody != 8<<20 || cfg.Policy.Oversize != "deny" {
+		t.Errorf("defaults: %+v", cfg.Policy)
+	}
+	p := writeConfig(t, "policy:\n  max_body: 512 KiB\n  oversize: allow\n")
+	if cfg, err = Load(Options{File: p}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Policy.MaxBody != 512<<10 || cfg.Policy.Oversize != OversizeAllow {
+		t.Errorf("from the file: %+v", cfg.Policy)
+	}
+	t.Setenv("CREWGATE_POLICY_MAX_BODY", "16MiB")
+	if cfg, err = Load(Options{File: p}); err != nil || cfg.Policy.MaxBody != 16<<20 {
+		t.Errorf("from the environment: %+v, %v", cfg.Policy, err)
+	}
+	t.Setenv("CREWGATE_POLICY_MAX_BODY", "lots")
+	if _, err := Load(Options{File: p}); err == nil || !strings.Contains(err.Error(), `CREWGATE_POLICY_MAX_BODY (policy.max_body): "lots" is not a size`) {
+		t.Errorf("bad size in the environment: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{
+		"0": 0, "1048576": 1 << 20, "8MiB": 8 << 20, " 512 KiB ": 512 << 10, "1GiB": 1 << 30, "10MB": 10e6, "3kB": 3000, "3KB": 3000, "7B": 7,
+	} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "8 megs", "-1", "1.5MiB", "8mib", "MiB", "8 MiB B"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q): no error", in)
+		}
+	}
+	for s, want := range map[Size]string{8 << 20: "8MiB", 1500: "1500B", 1 << 30: "1GiB", 0: "0B", 3 << 10: "3KiB"} {
+		if got := s.String(); got != want {
+			t.Errorf("Size(%d).String() = %q, want %q", int64(s), got, want)
+		}
+		if back, err := ParseSize(want); err != nil || back != s {
+			t.Errorf("ParseSize(%q) = %d, %v", want, back, err)
+		}
 	}
 }
 

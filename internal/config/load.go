@@ -150,7 +150,10 @@ func (d *decoder) errorf(n *yaml.Node, key, format string, args ...any) error {
 	return &Error{File: d.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	sizeType     = reflect.TypeFor[Size]()
+)
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 	if n.Kind == yaml.AliasNode {
@@ -173,6 +176,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 			return d.errorf(n, key, "%q is not a duration like 120s or 2m", n.Value)
 		}
 		v.SetInt(int64(dur))
+		return nil
+	case v.Type() == sizeType:
+		if n.Kind != yaml.ScalarNode {
+			return d.errorf(n, key, "expected a size like 8MiB")
+		}
+		size, err := ParseSize(n.Value)
+		if err != nil {
+			return d.errorf(n, key, "%v", err)
+		}
+		v.SetInt(int64(size))
 		return nil
 	case v.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -354,7 +367,7 @@ func leaves(v reflect.Value, prefix string) []leaf {
 		}
 		f, key := v.Field(i), join(prefix, tag)
 		switch {
-		case f.Type() == durationType, f.Kind() == reflect.String, f.Kind() == reflect.Bool:
+		case f.Type() == durationType, f.Type() == sizeType, f.Kind() == reflect.String, f.Kind() == reflect.Bool:
 			out = append(out, leaf{key, f})
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
 			out = append(out, leaf{key, f})
@@ -396,6 +409,12 @@ func setValue(v reflect.Value, raw any) error {
 			return fmt.Errorf("%q is not a duration like 120s or 2m", s)
 		}
 		v.SetInt(int64(d))
+	case v.Type() == sizeType:
+		size, err := ParseSize(cast.ToString(raw))
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(size))
 	case v.Kind() == reflect.String:
 		v.SetString(cast.ToString(raw))
 	case v.Kind() == reflect.Bool:

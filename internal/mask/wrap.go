@@ -1,10 +1,6 @@
 package mask
 
 import (
-	"bufio"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
 // readSize is how much is read from the body at a time.
@@ -35,8 +30,8 @@ type processor interface {
 // body closes the original. See the package documentation for the forms.
 func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (io.ReadCloser, *Counts) {
 	form := formOf(contentType)
-	encs, ok := encodings(contentEncoding)
-	if form == "none" || !ok {
+	encs, err := reqbody.Encodings(contentEncoding)
+	if form == "none" || err != nil {
 		return body, newCounts("none", false, false)
 	}
 	c := newCounts(form, true, len(encs) > 0)
@@ -78,22 +73,6 @@ func formOf(ct string) string {
 	return "none"
 }
 
-// encodings parses Content-Encoding; ok is false for an encoding crewgate cannot decode.
-func encodings(ce string) ([]string, bool) {
-	var out []string
-	for _, f := range strings.Split(ce, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		switch f {
-		case "", "identity":
-		case "gzip", "x-gzip", "deflate", "br", "zstd":
-			out = append(out, f)
-		default:
-			return nil, false
-		}
-	}
-	return out, true
-}
-
 // reader pulls from the (decoded) body, runs the processor and serves its output.
 type reader struct {
 	body   io.ReadCloser
@@ -111,40 +90,12 @@ type reader struct {
 func (r *reader) open() error {
 	var src io.Reader = r.body
 	for k := len(r.encs) - 1; k >= 0; k-- {
-		switch r.encs[k] {
-		case "gzip", "x-gzip":
-			z, err := gzip.NewReader(src)
-			if err != nil {
-				return fmt.Errorf("mask: gzip body: %w", err)
-			}
-			r.closer = append(r.closer, z.Close)
-			src = z
-		case "deflate":
-			// RFC 9110 deflate is zlib; some servers send raw deflate.
-			br := bufio.NewReader(src)
-			if h, err := br.Peek(2); err == nil && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 && h[0]&0x0f == 8 {
-				z, err := zlib.NewReader(br)
-				if err != nil {
-					return fmt.Errorf("mask: deflate body: %w", err)
-				}
-				r.closer = append(r.closer, z.Close)
-				src = z
-			} else {
-				z := flate.NewReader(br)
-				r.closer = append(r.closer, z.Close)
-				src = z
-			}
-		case "br":
-			src = brotli.NewReader(src)
-		case "zstd":
-			z, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-				zstd.WithDecoderMaxWindow(32<<20))
-			if err != nil {
-				return fmt.Errorf("mask: zstd body: %w", err)
-			}
-			r.closer = append(r.closer, func() error { z.Close(); return nil })
-			src = z
+		dec, err := reqbody.NewDecoder(r.encs[k], src)
+		if err != nil {
+			return fmt.Errorf("mask: %w", err)
 		}
+		r.closer = append(r.closer, dec.Close)
+		src = dec
 	}
 	r.src = src
 	return nil

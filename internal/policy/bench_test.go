@@ -63,23 +63,46 @@ func BenchmarkDecide100(b *testing.B) {
 	}
 }
 
-// BenchmarkDecideBody measures a body condition over a MaxBody body that
-// does not match, the throughput of body matching: "clean" lacks one of the
+// BenchmarkDecideNoBodyRule is a request whose body no rule reaches: a
+// body rule exists but its other conditions fail, so Decide decides without
+// the body; it must not allocate.
+func BenchmarkDecideNoBodyRule(b *testing.B) {
+	isolate(b)
+	p := mustCompile(b, tenRules+`  - {name: sql, action: deny, match: {hosts: [db.example.com], body: '(?i)\bdrop\s+table\b'}}
+`)
+	if d := p.Decide(benchReq, bob); d.Rule != "models" || d.NeedsBody {
+		b.Fatalf("decided %+v", d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Decide(benchReq, bob)
+	}
+}
+
+// bodyBenchSize is the body size BenchmarkDecideBody matches.
+const bodyBenchSize = 1 << 20
+
+// BenchmarkDecideBody measures a body condition over a 1 MiB body that does
+// not match, the throughput of body matching: "clean" lacks one of the
 // words the pattern needs (the prefilter rejects it), "near-miss" has both
-// words, so the regexp engine runs over the whole body.
+// words, so the regexp engine runs over the whole body. The "json-" cases
+// are NDJSON chat messages, so their decoded strings are matched too.
 func BenchmarkDecideBody(b *testing.B) {
 	isolate(b)
 	p := mustCompile(b, `rules: [{name: no-drop-table, action: deny, match: {body: '(?i)\bdrop\s+table\b'}}]`)
-	for _, bc := range []struct{ name, chunk string }{
-		{"clean", `{"role":"user","content":"Please summarise the quarterly drops in revenue by region."}` + "\n"},
-		{"near-miss", `{"role":"user","content":"Please summarise the quarterly table of drops in revenue."}` + "\n"},
+	for _, bc := range []struct{ name, chunk, ct string }{
+		{"clean", "Please summarise the quarterly drops in revenue by region.\n", "text/plain"},
+		{"near-miss", "Please summarise the quarterly table of drops in revenue.\n", "text/plain"},
+		{"json-clean", `{"role":"user","content":"Please summarise the quarterly drops in revenue by region."}` + "\n", "application/x-ndjson"},
+		{"json-near-miss", `{"role":"user","content":"Please summarise the quarterly table of drops in revenue."}` + "\n", "application/x-ndjson"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := &Request{Method: "POST", Host: "h", Path: "/", Body: []byte(strings.Repeat(bc.chunk, MaxBody/len(bc.chunk)+1)[:MaxBody])}
+			r := withBody(b, req("POST", "h", "/", "Content-Type", bc.ct), strings.Repeat(bc.chunk, bodyBenchSize/len(bc.chunk)+1)[:bodyBenchSize])
 			if d := p.Decide(r, nil); d.Rule != "" {
 				b.Fatalf("decided by %q", d.Rule)
 			}
-			b.SetBytes(int64(len(r.Body)))
+			b.SetBytes(bodyBenchSize)
+			b.ReportAllocs()
 			for b.Loop() {
 				p.Decide(r, nil)
 			}

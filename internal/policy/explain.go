@@ -10,7 +10,9 @@ import (
 type Explanation struct {
 	Rules    []RuleResult // one per rule, in order
 	Decision Decision     // what Decide returns for the same request
-	Decided  int          // index in Rules of the deciding rule, -1 when none matched
+	// Decided is the index in Rules of the deciding rule, or of the rule
+	// that needs the body when Decision.NeedsBody; -1 when none matched.
+	Decided int
 }
 
 // RuleResult says whether one rule matched a request and, if not, why not.
@@ -27,6 +29,13 @@ type RuleResult struct {
 	Condition string
 	// Why says how Condition failed, e.g. "DELETE not in [GET POST]".
 	Why string
+	// NeedsBody says that every condition but the body held and the body
+	// was not read (Condition is then "body").
+	NeedsBody bool
+	// Notes say how conditions held where that is not plain: "methods:
+	// DELETE from X-HTTP-Method-Override", "body: matched a decoded JSON
+	// string (value 3 of 8)".
+	Notes []string
 }
 
 // Failure is "condition: why", e.g. "methods: DELETE not in [GET POST]", or
@@ -42,6 +51,10 @@ func (r *RuleResult) fail(cond, format string, args ...any) {
 	r.Condition, r.Why = cond, fmt.Sprintf(format, args...)
 }
 
+func (r *RuleResult) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
+
 // held is nil-safe so that eval can call it unguarded with a constant.
 func (r *RuleResult) held(cond string) {
 	if r != nil {
@@ -51,7 +64,8 @@ func (r *RuleResult) held(cond string) {
 
 // Explain evaluates every rule in order, for `policy explain`: per rule
 // whether it matched and, if not, the first condition that failed and why,
-// and the final decision, which is always the one Decide makes.
+// and the final decision, which is always the one Decide makes (NeedsBody
+// included: with a nil Body, rules that need it say so and do not match).
 func (p *Policy) Explain(r *Request, id *identity.Identity) Explanation {
 	ex := Explanation{Decision: Decision{Action: Allow}, Decided: -1}
 	if p == nil {
@@ -63,9 +77,10 @@ func (p *Policy) Explain(r *Request, id *identity.Identity) Explanation {
 		ru := &p.rules[i]
 		res := &ex.Rules[i]
 		res.Name, res.Action, res.Reason = ru.name, ru.action, ru.reason
-		res.Matched = ru.eval(&in, id, res)
-		if res.Matched && ex.Decided < 0 {
-			ex.Decided, ex.Decision = i, ru.decision()
+		o := ru.eval(&in, id, res)
+		res.Matched = o == match
+		if o != noMatch && ex.Decided < 0 {
+			ex.Decided, ex.Decision = i, ru.decision(o)
 		}
 	}
 	return ex

@@ -9,6 +9,7 @@ import (
 
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
 // FuzzCompile feeds random config YAML through config.Load and Compile: they
@@ -22,9 +23,12 @@ func FuzzCompile(f *testing.F) {
 	f.Add("rules: [{name: r, action: allow, match: {headers: {X-Env: '^prod$'}, claims: {roles: admin}}}]")
 	f.Add("rules:\n  - name: r\n    action: approve\n    match: {groups: [a], not_groups: [b], body: '(?i)drop'}\n")
 	dir := f.TempDir()
+	h := http.Header{"Content-Type": {"application/json"}, "X-Http-Method-Override": {"put, DELETE"}}
+	view, _ := reqbody.Decode(h, []byte(`{"q":"drop\u0020table t"}`), 1<<20)
 	reqs := []*Request{
 		{Method: "GET", Host: "api.example.com", Path: "/v1/x", Header: http.Header{"X-Env": {"prod"}}},
-		{Method: "DELETE", Host: "crm.example.com", Path: "/v1//deploy/../x", Body: []byte("drop table t"), BodyTruncated: true},
+		{Method: "POST", Host: "crm.example.com", Path: "/v1//deploy/../x", Header: h, Body: view},
+		{Method: "POST", Host: "crm.example.com", Path: "/v1//deploy/../x", Header: h},
 		{Method: "CONNECT", Host: "example.com", Path: ""},
 	}
 	ids := []*identity.Identity{nil, alice, bob}

@@ -8,20 +8,45 @@ import (
 	"unicode/utf8"
 
 	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
-// eval reports whether every condition of r holds. With a non-nil tr it also
+// outcome is what evaluating one rule concluded.
+type outcome uint8
+
+const (
+	noMatch   outcome = iota
+	match             // every condition holds
+	needsBody         // every condition but the body holds, and the body is not read
+)
+
+// eval says whether every condition of r holds. With a non-nil tr it also
 // records the conditions that held and the first one that failed, and why;
 // explanations are only built when tr is set, so Decide pays nothing for them.
-func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
+func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) outcome {
+	if !r.evalRequest(in, tr) || !r.evalIdentity(id, tr) {
+		return noMatch
+	}
+	if r.body == nil {
+		return match
+	}
+	return r.evalBody(in, tr)
+}
+
+// evalRequest checks the conditions on the request line and headers.
+func (r *rule) evalRequest(in *input, tr *RuleResult) bool {
 	if r.methods != nil {
-		if !slices.ContainsFunc(r.methods, func(m string) bool { return strings.EqualFold(m, in.Method) }) {
+		m, via := r.matchMethod(in)
+		if via < 0 {
 			if tr != nil {
-				tr.fail("methods", "%s not in [%s]", in.Method, strings.Join(r.methods, " "))
+				tr.fail("methods", "%s%s not in [%s]", in.Method, overridesShown(in), strings.Join(r.methods, " "))
 			}
 			return false
 		}
 		tr.held("methods")
+		if tr != nil && via > 0 {
+			tr.note("methods: %s from %s", m, overrideHeaders[via-1].name)
+		}
 	}
 	if r.hosts != nil {
 		if !slices.ContainsFunc(r.hosts, func(h hostPattern) bool { return h.match(in.host) }) {
@@ -64,6 +89,51 @@ func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
 			tr.held("headers." + h.name)
 		}
 	}
+	return true
+}
+
+// matchMethod finds the rule's method that the request has: via is 0 for
+// the request's own method, i+1 for a value of overrideHeaders[i], and -1
+// when none is listed.
+func (r *rule) matchMethod(in *input) (method string, via int) {
+	if i := slices.IndexFunc(r.methods, func(m string) bool { return strings.EqualFold(m, in.Method) }); i >= 0 {
+		return r.methods[i], 0
+	}
+	for h, vals := range in.methodOverrides() {
+		for _, v := range vals {
+			for v != "" {
+				var one string
+				one, v, _ = strings.Cut(v, ",")
+				one = strings.TrimSpace(one)
+				if i := slices.IndexFunc(r.methods, func(m string) bool { return strings.EqualFold(m, one) }); i >= 0 {
+					return r.methods[i], h + 1
+				}
+			}
+		}
+	}
+	return "", -1
+}
+
+// overridesShown lists the override headers a request carries, for an
+// explanation: ` (X-HTTP-Method-Override: "PUT")`.
+func overridesShown(in *input) string {
+	var b strings.Builder
+	for i, vals := range in.methodOverrides() {
+		for _, v := range vals {
+			if len(v) > 32 {
+				v = v[:32] + "..."
+			}
+			fmt.Fprintf(&b, ", %s: %q", overrideHeaders[i].name, v)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return " (" + b.String()[2:] + ")"
+}
+
+// evalIdentity checks the conditions on who is asking.
+func (r *rule) evalIdentity(id *identity.Identity, tr *RuleResult) bool {
 	if r.groups != nil {
 		if id == nil {
 			if tr != nil {
@@ -116,20 +186,57 @@ func (r *rule) eval(in *input, id *identity.Identity, tr *RuleResult) bool {
 			tr.held("claims." + c.name)
 		}
 	}
-	if r.body != nil {
-		if !r.body.Match(in.Body) {
-			switch {
-			case tr == nil:
-			case in.BodyTruncated:
-				tr.fail("body", "no match for %s in the first %d bytes of a longer body", quote(r.body.String()), len(in.Body))
-			default:
-				tr.fail("body", "no match for %s in the %d-byte body", quote(r.body.String()), len(in.Body))
-			}
-			return false
-		}
-		tr.held("body")
-	}
 	return true
+}
+
+// evalBody checks the body condition, once every other condition holds.
+func (r *rule) evalBody(in *input, tr *RuleResult) outcome {
+	v := in.Body
+	if v == nil {
+		if tr != nil {
+			tr.fail("body", "not read yet: the body is read once a rule with a body condition is reached")
+			tr.NeedsBody = true
+		}
+		return needsBody
+	}
+	where, ok := r.body.matchView(v)
+	if !ok {
+		if tr != nil {
+			tr.fail("body", "no match for %s in %s", quote(r.body.String()), viewShown(v))
+		}
+		return noMatch
+	}
+	if tr != nil {
+		tr.held("body")
+		if n := v.NumTexts(); where < n {
+			tr.note("body: matched the %s", v.TextName(where))
+		} else {
+			tr.note("body: matched a decoded %s (value %d of %d)", v.ValueKind(where-n), where-n+1, v.NumValues())
+		}
+	}
+	return match
+}
+
+// viewShown describes a view for an explanation: "the 12-byte body", "the
+// 40-byte body, 1 other reading and its 3 decoded values".
+func viewShown(v *reqbody.View) string {
+	s := "the 0-byte body"
+	if v.NumTexts() > 0 {
+		s = fmt.Sprintf("the %d-byte body", len(v.Text(0)))
+	}
+	switch n := v.NumTexts() - 1; {
+	case n == 1:
+		s += ", 1 other reading"
+	case n > 1:
+		s += fmt.Sprintf(", %d other readings", n)
+	}
+	switch n := v.NumValues(); {
+	case n == 1:
+		s += " or its decoded value"
+	case n > 1:
+		s += fmt.Sprintf(" or its %d decoded values", n)
+	}
+	return s
 }
 
 func (h hostPattern) match(host string) bool {

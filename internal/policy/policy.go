@@ -9,6 +9,11 @@
 // headers, groups, not_groups, claims, body. Explain reports the first one
 // that fails in that order.
 //
+// Methods: a methods condition holds when the request's method is listed,
+// or when any value of X-HTTP-Method-Override, X-HTTP-Method or
+// X-Method-Override is (case-insensitive; a header may list several values,
+// comma-separated), since many frameworks route a POST by those headers.
+//
 // Path globs: '*' matches any run of characters, '/' included, so
 // "/v1/deploy*" matches "/v1/deploy", "/v1/deploy/x" and "/v1/deployments";
 // '?' matches exactly one character; everything else matches itself. A glob
@@ -17,12 +22,24 @@
 // resolved), and holds when either matches: "/v1//deploy" cannot slip past
 // "/v1/deploy*". The query string is never part of the path.
 //
-// Body conditions see at most MaxBody bytes: a longer body is matched on its
-// first MaxBody bytes only, so text after that prefix is invisible to every
-// rule, deny rules included.
+// Body: a body condition reads the request body as the upstream will
+// understand it, a reqbody.View: it holds when its regular expression
+// matches one of the view's texts (the body after Content-Encoding, and its
+// UTF-8 conversions) or, on its own, one of its decoded values (a JSON
+// string or key, a form key or value, XML text, a multipart part's body or
+// name). A pattern therefore cannot match across two values, and an empty
+// value is never tried. The body is read in a second phase: Decide on a
+// Request whose Body is nil evaluates rules in order and, on reaching a rule
+// whose other conditions all hold and that has a body condition, returns a
+// Decision with NeedsBody set instead of deciding; the caller reads and
+// views the body (ViewBody) and calls Decide again. Requests with no body
+// rule in reach so never have their body read. A body that cannot be viewed
+// (larger than MaxBody, raw or decoded, or not decodable) is the caller's
+// to refuse, unless AllowOversize.
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
@@ -35,11 +52,8 @@ import (
 
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
-
-// MaxBody is how much of a request body rules with a body condition see (a
-// prefix; never more is buffered).
-const MaxBody = 1 << 20
 
 // Actions a rule can take.
 const (
@@ -50,12 +64,14 @@ const (
 
 // Request is what a rule can look at.
 type Request struct {
-	Method        string // upper-case
-	Host          string // lower-case, no port
-	Path          string // URL path as sent (req.URL.Path); "" for a CONNECT
-	Header        http.Header
-	Body          []byte // at most MaxBody bytes of the body, nil when the caller did not read it
-	BodyTruncated bool   // the body is longer than Body
+	Method string      // upper-case
+	Host   string      // lower-case, no port
+	Path   string      // URL path as sent (req.URL.Path); "" for a CONNECT
+	Header http.Header // canonical keys, as net/http builds them
+	// Body is the body as rules read it (ViewBody); nil when it has not
+	// been read, so that Decide says when it must be (Decision.NeedsBody).
+	// A request without a body has the view of an empty one.
+	Body *reqbody.View
 }
 
 // Decision is the outcome of evaluating the rules for one request.
@@ -63,12 +79,19 @@ type Decision struct {
 	Action string // "allow", "deny" or "approve"; "allow" with Rule "" when no rule matched
 	Rule   string // the deciding rule's name
 	Reason string // the rule's reason, "" when none
+	// NeedsBody says that Request.Body was nil and Rule, the first rule
+	// that could decide, has a body condition: read and view the body,
+	// then call Decide again. Action is then "deny" and Reason says why, so
+	// that a caller that overlooks NeedsBody fails closed.
+	NeedsBody bool
 }
 
 // Policy is a compiled, immutable rule list; it is safe for concurrent use.
 type Policy struct {
-	rules     []rule
-	needsBody bool
+	rules         []rule
+	needsBody     bool
+	maxBody       int
+	allowOversize bool
 }
 
 // rule is one compiled config.Rule. A nil slice or pointer is an unset
@@ -113,7 +136,11 @@ var hostRE = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9
 // cfg.File and the line of the offending key, naming the key and what is
 // wrong.
 func Compile(cfg *config.Config) (*Policy, error) {
-	p := &Policy{rules: make([]rule, 0, len(cfg.Rules))}
+	p := &Policy{
+		rules:         make([]rule, 0, len(cfg.Rules)),
+		maxBody:       int(cmp.Or(cfg.Policy.MaxBody, config.DefaultMaxBody)),
+		allowOversize: cfg.Policy.Oversize == config.OversizeAllow,
+	}
 	seen := map[string]int{} // rule name -> index
 	for i, cr := range cfg.Rules {
 		c := compiler{cfg: cfg, key: fmt.Sprintf("rules[%d]", i)}
@@ -139,13 +166,38 @@ func (p *Policy) Len() int {
 	return len(p.rules)
 }
 
-// NeedsBody reports whether any rule has a body condition, so the proxy reads
-// bodies only then.
+// NeedsBody reports whether any rule has a body condition. Decide says
+// per request whether its body must be read; this says whether any ever
+// might.
 func (p *Policy) NeedsBody() bool { return p != nil && p.needsBody }
+
+// MaxBody is policy.max_body: the most bytes a body may hold, as sent and
+// after decoding, for body rules to read it. A caller reads at most
+// MaxBody()+1 bytes of a body and passes them to ViewBody.
+func (p *Policy) MaxBody() int {
+	if p == nil {
+		return int(config.DefaultMaxBody)
+	}
+	return p.maxBody
+}
+
+// AllowOversize reports policy.oversize: allow: a body ViewBody cannot read
+// is let through, with the view of what it could read, rather than
+// refused.
+func (p *Policy) AllowOversize() bool { return p != nil && p.allowOversize }
+
+// ViewBody decodes a request body (the bytes as sent, at most MaxBody()+1
+// of them) into the view body rules read. The error wraps
+// reqbody.ErrUninspectable; the view is usable even then.
+func (p *Policy) ViewBody(h http.Header, raw []byte) (*reqbody.View, error) {
+	return reqbody.Decode(h, raw, p.MaxBody())
+}
 
 // Decide returns the first matching rule's decision; no match allows. id may
 // be nil (not logged in): a groups or claims condition then does not match
-// and a not_groups condition matches, so deny rules fail closed.
+// and a not_groups condition matches, so deny rules fail closed. When
+// r.Body is nil and a rule with a body condition is reached first, the
+// decision has NeedsBody set (see the package documentation).
 func (p *Policy) Decide(r *Request, id *identity.Identity) Decision {
 	if p == nil {
 		return Decision{Action: Allow}
@@ -153,14 +205,18 @@ func (p *Policy) Decide(r *Request, id *identity.Identity) Decision {
 	in := prepare(r)
 	for i := range p.rules {
 		ru := &p.rules[i]
-		if ru.eval(&in, id, nil) {
-			return ru.decision()
+		if o := ru.eval(&in, id, nil); o != noMatch {
+			return ru.decision(o)
 		}
 	}
 	return Decision{Action: Allow}
 }
 
-func (r *rule) decision() Decision {
+// decision is what rule r decides when it matched or needs the body.
+func (r *rule) decision(o outcome) Decision {
+	if o == needsBody {
+		return Decision{Action: Deny, Rule: r.name, Reason: "rule " + r.name + " must read the request body", NeedsBody: true}
+	}
 	return Decision{Action: r.action, Rule: r.name, Reason: r.reason}
 }
 
@@ -326,12 +382,36 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// input is a Request with the normalised host and the cleaned path worked out
-// once per decision rather than once per rule.
+// input is a Request with the normalised host, the cleaned path and the
+// method override headers worked out once per decision rather than once per
+// rule.
 type input struct {
 	*Request
 	host  string
 	clean string // the cleaned path when it differs from Path, else ""
+	// overrides holds the values of each override header, looked up when
+	// a methods condition first fails on the request's own method.
+	overrides       [len(overrideHeaders)][]string
+	overridesLooked bool
+}
+
+// overrideHeaders name the method a framework routes a request by instead of
+// its own, in canonical form and as they are usually written.
+var overrideHeaders = [...]struct{ key, name string }{
+	{"X-Http-Method-Override", "X-HTTP-Method-Override"},
+	{"X-Http-Method", "X-HTTP-Method"},
+	{"X-Method-Override", "X-Method-Override"},
+}
+
+// methodOverrides returns the override headers' values, looking them up once.
+func (in *input) methodOverrides() *[len(overrideHeaders)][]string {
+	if !in.overridesLooked {
+		in.overridesLooked = true
+		for i, h := range overrideHeaders {
+			in.overrides[i] = in.Header[h.key]
+		}
+	}
+	return &in.overrides
 }
 
 func prepare(r *Request) input {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/identity"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
 // isolate keeps the developer's own config and CREWGATE_* variables out.
@@ -56,8 +57,14 @@ func req(method, host, path string, kv ...string) *Request {
 	return r
 }
 
-func withBody(r *Request, body string, truncated bool) *Request {
-	r.Body, r.BodyTruncated = []byte(body), truncated
+// withBody gives r the view of body, read by r's headers.
+func withBody(t testing.TB, r *Request, body string) *Request {
+	t.Helper()
+	v, err := reqbody.Decode(r.Header, []byte(body), 8<<20)
+	if err != nil {
+		t.Fatalf("reqbody.Decode: %v", err)
+	}
+	r.Body = v
 	return r
 }
 
@@ -85,6 +92,11 @@ rules:
     match: {path: "/v1/deploy*", not_groups: [ml-deployers]}
 `
 
+// needs is the decision of a rule that must read the body.
+func needs(rule string) Decision {
+	return Decision{Action: "deny", Rule: rule, Reason: "rule " + rule + " must read the request body", NeedsBody: true}
+}
+
 func TestPolicyDecide(t *testing.T) {
 	isolate(t)
 	allow := Decision{Action: "allow"}
@@ -96,28 +108,28 @@ func TestPolicyDecide(t *testing.T) {
 		want  Decision
 	}{
 		// Precedence and the DESIGN.md example.
-		{"no rule matches", designRules, req("GET", "api.example.com", "/v1/models"), alice, allow},
+		{"no rule matches", designRules, withBody(t, req("GET", "api.example.com", "/v1/models"), ""), alice, allow},
 		{"no rules at all", "", req("DELETE", "crm.example.com", "/"), nil, allow},
-		{"approve rule", designRules, req("DELETE", "crm.example.com", "/contacts/7"), alice,
-			Decision{"approve", "confirm-deletes", "deletes data in the CRM"}},
+		{"approve rule", designRules, withBody(t, req("DELETE", "crm.example.com", "/contacts/7"), ""), alice,
+			Decision{Action: "approve", Rule: "confirm-deletes", Reason: "deletes data in the CRM"}},
 		{"first match wins over a later match", designRules,
-			withBody(req("DELETE", "crm.example.com", "/sql"), "DROP  TABLE users", false), alice,
-			Decision{"deny", "no-drop-table", ""}},
-		{"deny unless in group: outsider", designRules, req("POST", "x.example.com", "/v1/deploy/3"), bob,
-			Decision{"deny", "deploy-needs-group", ""}},
-		{"deny unless in group: member", designRules, req("POST", "x.example.com", "/v1/deploy/3"), alice, allow},
-		{"deny unless in group: nobody logged in fails closed", designRules, req("POST", "x.example.com", "/v1/deploy"), nil,
-			Decision{"deny", "deploy-needs-group", ""}},
+			withBody(t, req("DELETE", "crm.example.com", "/sql"), "DROP  TABLE users"), alice,
+			Decision{Action: "deny", Rule: "no-drop-table"}},
+		{"deny unless in group: outsider", designRules, withBody(t, req("POST", "x.example.com", "/v1/deploy/3"), ""), bob,
+			Decision{Action: "deny", Rule: "deploy-needs-group"}},
+		{"deny unless in group: member", designRules, withBody(t, req("POST", "x.example.com", "/v1/deploy/3"), ""), alice, allow},
+		{"deny unless in group: nobody logged in fails closed", designRules, withBody(t, req("POST", "x.example.com", "/v1/deploy"), ""), nil,
+			Decision{Action: "deny", Rule: "deploy-needs-group"}},
 		{"earlier allow shadows a later deny", `
 rules:
   - {name: ok, action: allow, match: {hosts: [a.example.com]}}
   - {name: no, action: deny, match: {path: '*'}}
-`, req("GET", "a.example.com", "/"), nil, Decision{"allow", "ok", ""}},
+`, req("GET", "a.example.com", "/"), nil, Decision{Action: "allow", Rule: "ok"}},
 		{"the catch-all catches the rest", `
 rules:
   - {name: ok, action: allow, match: {hosts: [a.example.com]}}
   - {name: no, action: deny, reason: closed, match: {path: '*'}}
-`, req("GET", "b.example.com", "/"), nil, Decision{"deny", "no", "closed"}},
+`, req("GET", "b.example.com", "/"), nil, Decision{Action: "deny", Rule: "no", Reason: "closed"}},
 		{"every condition must hold", `
 rules:
   - {name: r, action: deny, match: {hosts: [a.example.com], methods: [POST]}}
@@ -125,11 +137,11 @@ rules:
 
 		// hosts
 		{"host exact, case-insensitive rule", "rules: [{name: r, action: deny, match: {hosts: [API.Example.com]}}]",
-			req("GET", "api.example.com", "/"), nil, Decision{"deny", "r", ""}},
+			req("GET", "api.example.com", "/"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"host upper-case request, trailing dot", "rules: [{name: r, action: deny, match: {hosts: [api.example.com]}}]",
-			req("GET", "API.example.com.", "/"), nil, Decision{"deny", "r", ""}},
+			req("GET", "API.example.com.", "/"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"host wildcard matches a subdomain", "rules: [{name: r, action: deny, match: {hosts: ['*.example.com']}}]",
-			req("GET", "a.b.example.com", "/"), nil, Decision{"deny", "r", ""}},
+			req("GET", "a.b.example.com", "/"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"host wildcard does not match the bare suffix", "rules: [{name: r, action: deny, match: {hosts: ['*.example.com']}}]",
 			req("GET", "example.com", "/"), nil, allow},
 		{"host wildcard does not match a lookalike", "rules: [{name: r, action: deny, match: {hosts: ['*.example.com']}}]",
@@ -139,59 +151,63 @@ rules:
 
 		// methods
 		{"method list is case-insensitive", "rules: [{name: r, action: deny, match: {methods: [delete, put]}}]",
-			req("PUT", "h", "/"), nil, Decision{"deny", "r", ""}},
+			req("PUT", "h", "/"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"method not in list", "rules: [{name: r, action: deny, match: {methods: [DELETE]}}]",
 			req("GET", "h", "/"), nil, allow},
 
 		// path
 		{"path star crosses slashes", "rules: [{name: r, action: deny, match: {path: '/v1/*/delete'}}]",
-			req("POST", "h", "/v1/a/b/c/delete"), nil, Decision{"deny", "r", ""}},
+			req("POST", "h", "/v1/a/b/c/delete"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path prefix glob", "rules: [{name: r, action: deny, match: {path: '/v1/deploy*'}}]",
-			req("POST", "h", "/v1/deployments"), nil, Decision{"deny", "r", ""}},
+			req("POST", "h", "/v1/deployments"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path exact glob does not match longer", "rules: [{name: r, action: deny, match: {path: '/v1/deploy'}}]",
 			req("POST", "h", "/v1/deploy/x"), nil, allow},
 		{"path question mark is one character", "rules: [{name: r, action: deny, match: {path: '/v?/x'}}]",
-			req("GET", "h", "/v2/x"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/v2/x"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path question mark is not two", "rules: [{name: r, action: deny, match: {path: '/v?/x'}}]",
 			req("GET", "h", "/v10/x"), nil, allow},
 		{"path question mark is one UTF-8 character", "rules: [{name: r, action: deny, match: {path: '/?/x'}}]",
-			req("GET", "h", "/é/x"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/é/x"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path is case-sensitive", "rules: [{name: r, action: deny, match: {path: '/v1/deploy*'}}]",
 			req("GET", "h", "/V1/deploy"), nil, allow},
 		{"path double slash cannot bypass", "rules: [{name: r, action: deny, match: {path: '/v1/deploy*'}}]",
-			req("GET", "h", "/v1//deploy"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/v1//deploy"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path dot-dot cannot bypass", "rules: [{name: r, action: deny, match: {path: '/v1/deploy*'}}]",
-			req("GET", "h", "/v1/x/../deploy/"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/v1/x/../deploy/"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"path slash-star does not match a CONNECT", "rules: [{name: r, action: deny, match: {path: '/*'}}]",
 			req("CONNECT", "h", ""), nil, allow},
 		{"path star matches a CONNECT", "rules: [{name: r, action: deny, match: {path: '*'}}]",
-			req("CONNECT", "h", ""), nil, Decision{"deny", "r", ""}},
+			req("CONNECT", "h", ""), nil, Decision{Action: "deny", Rule: "r"}},
 
 		// headers
 		{"header regex matches one of the values", "rules: [{name: r, action: deny, match: {headers: {x-env: '^prod$'}}}]",
-			req("GET", "h", "/", "X-Env", "dev", "X-Env", "prod"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/", "X-Env", "dev", "X-Env", "prod"), nil, Decision{Action: "deny", Rule: "r"}},
 		{"header regex matches none", "rules: [{name: r, action: deny, match: {headers: {X-Env: '^prod$'}}}]",
 			req("GET", "h", "/", "X-Env", "production"), nil, allow},
 		{"header absent does not match", "rules: [{name: r, action: deny, match: {headers: {X-Env: ''}}}]",
 			req("GET", "h", "/"), nil, allow},
 		{"header empty regex means present", "rules: [{name: r, action: deny, match: {headers: {X-Env: ''}}}]",
-			req("GET", "h", "/", "X-Env", ""), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/", "X-Env", ""), nil, Decision{Action: "deny", Rule: "r"}},
 		{"every header must match", "rules: [{name: r, action: deny, match: {headers: {A: 'x', B: 'y'}}}]",
 			req("GET", "h", "/", "A", "x"), nil, allow},
 
 		// body
 		{"body regex", "rules: [{name: r, action: deny, match: {body: 'secret'}}]",
-			withBody(req("POST", "h", "/"), "a secret here", false), nil, Decision{"deny", "r", ""}},
-		{"body nil is an empty body", "rules: [{name: r, action: deny, match: {body: 'secret'}}]",
-			req("POST", "h", "/"), nil, allow},
-		{"body prefix of a truncated body", "rules: [{name: r, action: deny, match: {body: 'secret'}}]",
-			withBody(req("POST", "h", "/"), "a secret", true), nil, Decision{"deny", "r", ""}},
-		{"body beyond the prefix is not seen", "rules: [{name: r, action: deny, match: {body: 'secret$'}}]",
-			withBody(req("POST", "h", "/"), "a secr", true), nil, allow},
+			withBody(t, req("POST", "h", "/"), "a secret here"), nil, Decision{Action: "deny", Rule: "r"}},
+		{"body regex no match", "rules: [{name: r, action: deny, match: {body: 'secret'}}]",
+			withBody(t, req("POST", "h", "/"), "a secr"), nil, allow},
+		{"body empty", "rules: [{name: r, action: deny, match: {body: '^$'}}]",
+			withBody(t, req("GET", "h", "/"), ""), nil, Decision{Action: "deny", Rule: "r"}},
+		{"body not read: the rule needs it", "rules: [{name: r, action: deny, match: {body: 'secret'}}]",
+			req("POST", "h", "/"), nil, needs("r")},
+		{"body decoded: a JSON escape", "rules: [{name: r, action: deny, match: {body: 'a secret'}}]",
+			withBody(t, req("POST", "h", "/", "Content-Type", "application/json"), `{"q":"a\u0020secret"}`), nil, Decision{Action: "deny", Rule: "r"}},
+		{"body decoded: a pattern does not span two values", "rules: [{name: r, action: deny, match: {body: 'a.{0,10}secret'}}]",
+			withBody(t, req("POST", "h", "/", "Content-Type", "application/x-www-form-urlencoded"), `x=a&y=secre%74`), nil, allow},
 
 		// groups
 		{"groups: in one", "rules: [{name: r, action: allow, match: {groups: [admins, staff]}}]",
-			req("GET", "h", "/"), bob, Decision{"allow", "r", ""}},
+			req("GET", "h", "/"), bob, Decision{Action: "allow", Rule: "r"}},
 		{"groups: in none", "rules: [{name: r, action: deny, match: {groups: [admins]}}]",
 			req("GET", "h", "/"), bob, allow},
 		{"groups: no identity does not match", "rules: [{name: r, action: deny, match: {groups: [staff]}}]",
@@ -199,35 +215,35 @@ rules:
 		{"not_groups: in one does not match", "rules: [{name: r, action: deny, match: {not_groups: [staff]}}]",
 			req("GET", "h", "/"), bob, allow},
 		{"not_groups: in none matches", "rules: [{name: r, action: deny, match: {not_groups: [admins]}}]",
-			req("GET", "h", "/"), bob, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), bob, Decision{Action: "deny", Rule: "r"}},
 		{"not_groups: no identity matches", "rules: [{name: r, action: deny, match: {not_groups: [staff]}}]",
-			req("GET", "h", "/"), nil, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), nil, Decision{Action: "deny", Rule: "r"}},
 
 		// claims
 		{"claims: string equal", "rules: [{name: r, action: deny, match: {claims: {email: alice@example.com}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: string differs", "rules: [{name: r, action: deny, match: {claims: {email: Alice@example.com}}}]",
 			req("GET", "h", "/"), alice, allow},
 		{"claims: list contains", "rules: [{name: r, action: deny, match: {claims: {roles: writer}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: list contains a number by JSON text", "rules: [{name: r, action: deny, match: {claims: {roles: '7'}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: list lacks", "rules: [{name: r, action: deny, match: {claims: {roles: admin}}}]",
 			req("GET", "h", "/"), alice, allow},
 		{"claims: boolean by JSON text", "rules: [{name: r, action: deny, match: {claims: {email_verified: 'true'}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: boolean is not a string", "rules: [{name: r, action: deny, match: {claims: {email_verified: 'yes'}}}]",
 			req("GET", "h", "/"), alice, allow},
 		{"claims: number by JSON text", "rules: [{name: r, action: deny, match: {claims: {level: '3'}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: object by JSON text", `rules: [{name: r, action: deny, match: {claims: {org: '{"id":"acme"}'}}}]`,
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: null by JSON text", "rules: [{name: r, action: deny, match: {claims: {nothing: 'null'}}}]",
-			req("GET", "h", "/"), alice, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), alice, Decision{Action: "deny", Rule: "r"}},
 		{"claims: absent", "rules: [{name: r, action: deny, match: {claims: {team: ml}}}]",
 			req("GET", "h", "/"), alice, allow},
 		{"claims: sub falls back to the subject", "rules: [{name: r, action: deny, match: {claims: {sub: bob}}}]",
-			req("GET", "h", "/"), bob, Decision{"deny", "r", ""}},
+			req("GET", "h", "/"), bob, Decision{Action: "deny", Rule: "r"}},
 		{"claims: no identity does not match", "rules: [{name: r, action: deny, match: {claims: {sub: bob}}}]",
 			req("GET", "h", "/"), nil, allow},
 		{"claims: every claim must hold", "rules: [{name: r, action: deny, match: {claims: {sub: alice, level: '4'}}}]",
@@ -353,7 +369,7 @@ func TestPolicyExplain(t *testing.T) {
     action: allow
     match: {claims: {email_verified: 'false'}}
 `)
-	ex := p.Explain(req("DELETE", "crm.example.com", "/v1//deploy", "X-Env", "prod-secret-value"), alice)
+	ex := p.Explain(withBody(t, req("DELETE", "crm.example.com", "/v1//deploy", "X-Env", "prod-secret-value"), ""), alice)
 	want := []RuleResult{
 		{Name: "no-drop-table", Action: "deny", Condition: "body", Why: `no match for '(?i)\bdrop\s+table\b' in the 0-byte body`},
 		{Name: "confirm-deletes", Action: "approve", Reason: "deletes data in the CRM", Matched: true, Held: []string{"methods", "hosts"}},
@@ -374,14 +390,14 @@ func TestPolicyExplain(t *testing.T) {
 			t.Errorf("rule %d echoes a header value: %s", i, g.Why)
 		}
 	}
-	if ex.Decided != 1 || ex.Decision != (Decision{"approve", "confirm-deletes", "deletes data in the CRM"}) {
+	if ex.Decided != 1 || ex.Decision != (Decision{Action: "approve", Rule: "confirm-deletes", Reason: "deletes data in the CRM"}) {
 		t.Errorf("decided %d: %+v", ex.Decided, ex.Decision)
 	}
 	if got := ex.Rules[0].Failure(); got != `body: no match for '(?i)\bdrop\s+table\b' in the 0-byte body` {
 		t.Errorf("Failure = %q", got)
 	}
 
-	ex = p.Explain(req("GET", "a.example.com", "/"), nil)
+	ex = p.Explain(withBody(t, req("GET", "a.example.com", "/"), ""), nil)
 	if ex.Decided != -1 || ex.Decision != (Decision{Action: "allow"}) {
 		t.Errorf("no match: decided %d: %+v", ex.Decided, ex.Decision)
 	}
@@ -453,11 +469,12 @@ func TestPolicyCleanPath(t *testing.T) {
 func TestPolicyDecideConcurrent(t *testing.T) {
 	isolate(t)
 	p := mustCompile(t, designRules)
+	r := withBody(t, req("DELETE", "crm.example.com", "/"), "")
 	done := make(chan bool)
 	for range 8 {
 		go func() {
 			for range 200 {
-				if d := p.Decide(req("DELETE", "crm.example.com", "/"), alice); d.Rule != "confirm-deletes" {
+				if d := p.Decide(r, alice); d.Rule != "confirm-deletes" {
 					t.Error(d)
 				}
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
 // bodyRegexp is a body condition: a regular expression plus the literals
@@ -83,6 +85,66 @@ func (b *bodyRegexp) Match(body []byte) bool {
 			return true
 		}
 		from = e
+	}
+}
+
+// matchView reports whether the pattern matches one of v's texts or, on its
+// own, one of its values, and which: text i, or value i-v.NumTexts().
+func (b *bodyRegexp) matchView(v *reqbody.View) (int, bool) {
+	for i := range v.NumTexts() {
+		if b.Match(v.Text(i)) {
+			return i, true
+		}
+	}
+	if i, ok := b.matchValues(v.Values()); ok {
+		return v.NumTexts() + i, true
+	}
+	return -1, false
+}
+
+// matchValues reports whether the pattern matches one of the values laid
+// back to back in vals (ends[i] is where value i ends), and which. A value
+// can match only if it holds every required literal, so the literals are
+// searched once over all values, and only the values that hold the first
+// one are tried: a body of ten thousand short JSON strings costs one scan,
+// not ten thousand.
+func (b *bodyRegexp) matchValues(vals []byte, ends []int32) (int, bool) {
+	if len(ends) == 0 {
+		return -1, false
+	}
+	if len(b.required) == 0 {
+		start := int32(0)
+		for i, end := range ends {
+			if b.re.Match(vals[start:end]) {
+				return i, true
+			}
+			start = end
+		}
+		return -1, false
+	}
+	for _, l := range b.required[1:] {
+		if !l.in(vals) {
+			return -1, false
+		}
+	}
+	lit := b.required[0]
+	occurrences := lit.finder(vals)
+	for from := 0; ; {
+		j := occurrences.next(from)
+		if j < 0 {
+			return -1, false
+		}
+		i, _ := slices.BinarySearch(ends, int32(j+1)) // the value holding vals[j]
+		start, end := 0, int(ends[i])
+		if i > 0 {
+			start = int(ends[i-1])
+		}
+		// An occurrence across the end of a value is none: the next one
+		// starts in a later value.
+		if j+len(lit.s) <= end && b.Match(vals[start:end]) {
+			return i, true
+		}
+		from = end
 	}
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -47,13 +48,63 @@ func FuzzBodyPrefilter(f *testing.F) {
 	f.Add(`[^x]drop`, "\xc3drop")
 	f.Add(`drop\b`, "drop\xe2\x82")
 	f.Add(`(a|drop)+x`, "dropdropax")
+	f.Add(`(?i)\bdrop\s+table\b`, "drop|table|drop table|DROP TABLE")
+	f.Add(`^a$`, "ba|a|ab")
 	f.Fuzz(func(t *testing.T, pattern, body string) {
 		re, err := regexp.Compile(pattern)
 		if err != nil {
 			return
 		}
-		if got, want := newBodyRegexp(re).Match([]byte(body)), re.MatchString(body); got != want {
+		b := newBodyRegexp(re)
+		if got, want := b.Match([]byte(body)), re.MatchString(body); got != want {
 			t.Fatalf("%q on %q: prefiltered %v, regexp %v", pattern, body, got, want)
 		}
+		// The body split at '|' into values: matchValues finds the first
+		// value that matches on its own.
+		var vals []byte
+		var ends []int32
+		want := -1
+		for s := range strings.SplitSeq(body, "|") {
+			if s == "" {
+				continue
+			}
+			if want < 0 && re.MatchString(s) {
+				want = len(ends)
+			}
+			vals = append(vals, s...)
+			ends = append(ends, int32(len(vals)))
+		}
+		if got, _ := b.matchValues(vals, ends); got != want {
+			t.Fatalf("%q on the values of %q: value %d, want %d", pattern, body, got, want)
+		}
 	})
+}
+
+// matchValues, which searches all values at once before trying each one,
+// answers exactly what trying every value on its own answers.
+func TestPolicyValuesPrefilterIsExact(t *testing.T) {
+	patterns := []string{`(?i)\bdrop\s+table\b`, `drop table`, `^drop$`, `(?i)kiss`, `a+bc`, `x?`, `table\b`}
+	sets := [][]string{
+		{"drop", " table"}, {"xx", "drop table"}, {"drop tab", "le"}, {"DROP\tTABLE"}, {"drop"}, {"a", "drop", "b"},
+		{"\u212aiss"}, {"abcabc", "x"}, {"ab", "bc"}, {"tables", "the table"}, {"droptable", "drop  table!"},
+	}
+	for _, p := range patterns {
+		re := regexp.MustCompile(p)
+		b := newBodyRegexp(re)
+		for _, set := range sets {
+			var vals []byte
+			var ends []int32
+			want := -1
+			for i, s := range set {
+				vals = append(vals, s...)
+				ends = append(ends, int32(len(vals)))
+				if want < 0 && re.MatchString(s) {
+					want = i
+				}
+			}
+			if got, ok := b.matchValues(vals, ends); got != want || ok != (want >= 0) {
+				t.Errorf("%q on %q: value %d (%v), want %d", p, set, got, ok, want)
+			}
+		}
+	}
 }

@@ -21,12 +21,12 @@ import (
 
 	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/authority"
-	"github.com/crewgate/crewgate/internal/policy"
 )
 
-// maxPrefix is how much of a request body is read before it is sent: what
-// placeholder checks, body rules and approval previews see.
-const maxPrefix = policy.MaxBody
+// logPrefix is how much of a request body the body step reads for the log's
+// preview and the placeholder check; body rules read up to the policy's
+// max_body (policy.max_body) instead.
+const logPrefix = 1 << 20
 
 // maxPreview caps the masked body preview an approval prompt and the log
 // show; previewLookahead is how much further the text is masked so that no
@@ -38,18 +38,19 @@ const (
 
 // Refusal kinds, sent in X-Crewgate-Error and the JSON body's "error".
 const (
-	errProxyAuth    = "proxy-auth-required"
-	errEgress       = "egress-denied"
-	errAddress      = "address-denied"
-	errLeak         = "placeholder-leak"
-	errLogin        = "login-required"
-	errToken        = "credential-unavailable"
-	errUpstream     = "upstream-unreachable"
-	errNotAProxy    = "not-a-proxy-request"
-	errRequestMask  = "request-masking-failed"
-	errPolicy       = "policy-denied"
-	errMisdirected  = "misdirected-request"
-	errBadAuthority = "bad-authority"
+	errProxyAuth     = "proxy-auth-required"
+	errEgress        = "egress-denied"
+	errAddress       = "address-denied"
+	errLeak          = "placeholder-leak"
+	errLogin         = "login-required"
+	errToken         = "credential-unavailable"
+	errUpstream      = "upstream-unreachable"
+	errNotAProxy     = "not-a-proxy-request"
+	errRequestMask   = "request-masking-failed"
+	errUninspectable = "body-uninspectable"
+	errPolicy        = "policy-denied"
+	errMisdirected   = "misdirected-request"
+	errBadAuthority  = "bad-authority"
 )
 
 // mitmConn is what an intercepted CONNECT fixed for every request inside it.
@@ -96,31 +97,34 @@ type reqState struct {
 	previewDone bool
 
 	prefixRead bool
-	body       []byte // the first maxPrefix bytes of the request body
-	truncated  bool   // the body is longer than body
+	body       []byte        // the first bytes of the request body, as read by prefix
+	truncated  bool          // the body is longer than body
+	crew       io.ReadCloser // the crew's own body, read up to len(body)
 }
 
-// prefix reads the first maxPrefix bytes of the request body once, and puts
-// them back in front of the rest so the upstream still gets all of it.
-func (st *reqState) prefix(req *http.Request) ([]byte, bool) {
-	if st.prefixRead {
-		return st.body, st.truncated
+// prefix returns the first n bytes of the request body (fewer when it is
+// shorter), reading only what earlier calls did not, and puts them back in
+// front of the rest so the upstream still gets all of it as sent.
+// truncated reports that the body is longer than what was read.
+func (st *reqState) prefix(req *http.Request, n int) (body []byte, truncated bool) {
+	if st.prefixRead && (!st.truncated || len(st.body) > n) {
+		return st.body[:min(n, len(st.body))], len(st.body) > n || st.truncated && len(st.body) == n
 	}
-	st.prefixRead = true
-	if req.Body == nil || req.Body == http.NoBody {
-		return nil, false
+	if !st.prefixRead {
+		st.prefixRead = true
+		if req.Body == nil || req.Body == http.NoBody {
+			return nil, false
+		}
+		st.crew = req.Body
 	}
-	buf, _ := io.ReadAll(io.LimitReader(req.Body, maxPrefix+1))
-	if len(buf) > maxPrefix {
-		st.body, st.truncated = buf[:maxPrefix], true
-	} else {
-		st.body = buf
-	}
+	more, _ := io.ReadAll(io.LimitReader(st.crew, int64(n-len(st.body))+1))
+	st.body = append(st.body, more...)
+	st.truncated = len(st.body) > n
 	req.Body = struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
-	return st.body, st.truncated
+	}{io.MultiReader(bytes.NewReader(st.body), st.crew), st.crew}
+	return st.body[:min(n, len(st.body))], st.truncated
 }
 
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
@@ -219,7 +223,7 @@ func (p *Proxy) previewOf(req *http.Request, st *reqState) string {
 		return st.preview
 	}
 	st.previewDone = true
-	body, truncated := st.prefix(req)
+	body, truncated := st.prefix(req, logPrefix)
 	if len(body) == 0 {
 		return ""
 	}

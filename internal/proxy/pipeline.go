@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -68,6 +69,9 @@ type outcome struct {
 	approved *approval.Verdict   // how an approval ended, when one was asked for
 	token    string              // the credential to inject, for an upstream with a source
 	explain  *policy.Explanation // explain mode: every rule's result
+	// note is something the log should say about an allowed request (a
+	// body let through by policy.oversize: allow).
+	note string
 	// unresolved is why the host's addresses could not be checked at the
 	// route step; the dial checks them.
 	unresolved error
@@ -158,10 +162,8 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 	}
 
 	o.step = StepBody
-	var body []byte
-	var truncated bool
-	if k != kindConnect && (p.cfg.Recorder != nil || p.cfg.Policy.NeedsBody() || len(p.foreignFor(o.route)) > 0) {
-		body, truncated = st.prefix(req)
+	if k != kindConnect && (p.cfg.Recorder != nil || len(p.foreignFor(o.route)) > 0) {
+		body, _ := st.prefix(req, logPrefix)
 		if other := p.leakedPlaceholder(req, o.route, body); other != "" {
 			return o.leak(other)
 		}
@@ -170,16 +172,33 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 	o.step = StepRules
 	preq := &policy.Request{Method: req.Method, Host: o.dest.Host, Path: req.URL.Path, Header: req.Header}
 	if k == kindConnect {
+		// A tunnel shows crewgate its host only: rules see CONNECT, the
+		// host and an empty body.
 		preq.Method, preq.Path, preq.Header = http.MethodConnect, "", http.Header{}
+		preq.Body, _ = p.cfg.Policy.ViewBody(preq.Header, nil)
 	}
-	if p.cfg.Policy.NeedsBody() && k != kindConnect {
-		preq.Body, preq.BodyTruncated = body, truncated
-	}
-	if m == explain {
-		ex := p.cfg.Policy.Explain(preq, p.cfg.Identity)
-		o.explain, o.decision = &ex, ex.Decision
-	} else {
-		o.decision = p.cfg.Policy.Decide(preq, p.cfg.Identity)
+	p.rules(preq, m, &o)
+	if o.decision.NeedsBody {
+		// A rule in reach reads the body: read it now (once more than
+		// the log needed, never twice the same bytes), as the upstream
+		// will understand it.
+		o.step = StepBody
+		raw, _ := st.prefix(req, p.cfg.Policy.MaxBody()+1)
+		view, err := p.cfg.Policy.ViewBody(req.Header, raw)
+		if err != nil {
+			if !p.cfg.Policy.AllowOversize() {
+				return o.refuse(StepBody, http.StatusForbidden, errUninspectable, o.decision.Rule,
+					"rule "+o.decision.Rule+" must read the request body, and it cannot be read: "+err.Error()+
+						" (policy.oversize: allow lets such bodies through, audited)")
+			}
+			o.note = "policy.oversize allow: " + err.Error()
+		}
+		if other := p.leakedPlaceholder(req, o.route, raw); other != "" {
+			return o.leak(other)
+		}
+		preq.Body = view
+		o.step = StepRules
+		p.rules(preq, m, &o)
 	}
 	if o.decision.Action == policy.Deny {
 		reason := o.decision.Reason
@@ -224,6 +243,16 @@ func (o *outcome) leak(upstream string) outcome {
 	return r
 }
 
+// rules runs the policy on preq: Decide, or Explain in explain mode.
+func (p *Proxy) rules(preq *policy.Request, m mode, o *outcome) {
+	if m == explain {
+		ex := p.cfg.Policy.Explain(preq, p.cfg.Identity)
+		o.explain, o.decision = &ex, ex.Decision
+		return
+	}
+	o.decision = p.cfg.Policy.Decide(preq, p.cfg.Identity)
+}
+
 // ask puts the request before a human and records how that ended.
 func (p *Proxy) ask(ctx context.Context, req *http.Request, o *outcome, st *reqState) approval.Verdict {
 	if st.id == "" {
@@ -235,6 +264,7 @@ func (p *Proxy) ask(ctx context.Context, req *http.Request, o *outcome, st *reqS
 	} else {
 		v = p.cfg.Approver.Ask(ctx, approval.Request{
 			Session: p.cfg.Session, Method: req.Method, URL: redactURL(req.URL), Host: o.dest.Host,
+			Port: port(o.dest), Path: req.URL.Path,
 			Rule: o.decision.Rule, Reason: o.decision.Reason, Identity: p.who, Preview: p.previewOf(req, st),
 		})
 	}
@@ -349,7 +379,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 	r := o.route
 	if r == nil {
-		p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", ""))
+		p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", o.note))
 		ctx.RoundTripper = p.roundTripper(p.direct, st)
 		return req, nil
 	}
@@ -384,7 +414,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 	// The decision is on disk before the request goes out: a crewgate
 	// killed mid-request still leaves it in the log.
-	p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", ""))
+	p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", o.note))
 	ctx.RoundTripper = p.roundTripper(r.transport, st)
 	return req, nil
 }
@@ -442,4 +472,10 @@ func (p *Proxy) Explain(ctx context.Context, req *http.Request) Explanation {
 		ex.Refusal, ex.Status, ex.Reason, ex.Rule = r.kind, r.code, r.reason, r.rule
 	}
 	return ex
+}
+
+// port is a's port as a number (authority.Parse checked it).
+func port(a authority.Authority) int {
+	n, _ := strconv.Atoi(a.Port)
+	return n
 }

@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/text/encoding/unicode"
+)
+
+const bodyRules = `  - name: no-drop-table
+    action: deny
+    reason: never drop tables
+    match: {body: '(?i)\bdrop\s+table\b'}
+  - name: no-deletes
+    action: deny
+    match: {methods: [DELETE]}
+`
+
+func compress(t *testing.T, enc string, s string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	var w io.WriteCloser
+	switch enc {
+	case "gzip":
+		w = gzip.NewWriter(&b)
+	case "deflate":
+		w = zlib.NewWriter(&b)
+	case "br":
+		w = brotli.NewWriter(&b)
+	case "zstd":
+		z, err := zstd.NewWriter(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = z
+	}
+	io.WriteString(w, s)
+	w.Close()
+	return b.Bytes()
+}
+
+func utf16(t *testing.T, s string, e unicode.Endianness, bom unicode.BOMPolicy) []byte {
+	b, err := unicode.UTF16(e, bom).NewEncoder().Bytes([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBodyRulesSeeTheDecodedBody plays the crew: it hides forbidden words
+// in every encoding the upstream understands, inside CONNECT+TLS, and the
+// rule must still see them; the same bodies without the words go out
+// exactly as sent.
+func TestBodyRulesSeeTheDecodedBody(t *testing.T) {
+	var mu sync.Mutex
+	var got [][]byte
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules)})
+
+	mp := func(cte, enc string) func(string) []byte {
+		return func(w string) []byte {
+			return []byte("--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: " + cte + "\r\n\r\n" + enc + "\r\n--b--\r\n")
+		}
+	}
+	bodies := []struct {
+		name, headers string
+		bad, good     []byte
+	}{
+		{"JSON \\u0020", "Content-Type: application/json", []byte(`{"q":"DROP\u0020TABLE users"}`), []byte(`{"q":"DROP\u0020CHAIR users"}`)},
+		{"JSON \\u0044", "Content-Type: application/json", []byte(`{"q":"\u0044ROP TABLE users"}`), []byte(`{"q":"\u0044ROP CHAIR users"}`)},
+		{"form +", "Content-Type: application/x-www-form-urlencoded", []byte("q=DROP+TABLE+users"), []byte("q=DROP+CHAIR+users")},
+		{"form %44", "Content-Type: application/x-www-form-urlencoded", []byte("q=%44ROP%20TABLE"), []byte("q=%44ROP%20CHAIR")},
+		{"gzip", "Content-Encoding: gzip", compress(t, "gzip", "DROP TABLE users"), compress(t, "gzip", "DROP CHAIR users")},
+		{"deflate", "Content-Encoding: deflate", compress(t, "deflate", "DROP TABLE users"), compress(t, "deflate", "DROP CHAIR users")},
+		{"br", "Content-Encoding: br", compress(t, "br", "DROP TABLE users"), compress(t, "br", "DROP CHAIR users")},
+		{"zstd", "Content-Encoding: zstd", compress(t, "zstd", "DROP TABLE users"), compress(t, "zstd", "DROP CHAIR users")},
+		{"UTF-16LE with BOM", "Content-Type: text/plain", utf16(t, "DROP TABLE users", unicode.LittleEndian, unicode.UseBOM), utf16(t, "DROP CHAIR users", unicode.LittleEndian, unicode.UseBOM)},
+		{"UTF-16BE by charset", "Content-Type: text/plain; charset=utf-16be", utf16(t, "DROP TABLE users", unicode.BigEndian, unicode.IgnoreBOM), utf16(t, "DROP CHAIR users", unicode.BigEndian, unicode.IgnoreBOM)},
+		{"multipart base64", "Content-Type: multipart/form-data; boundary=b", mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP TABLE users")))(""), mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP CHAIR users")))("")},
+		{"multipart quoted-printable", "Content-Type: multipart/form-data; boundary=b", mp("quoted-printable", "=44ROP=20TABLE users")(""), mp("quoted-printable", "=44ROP=20CHAIR users")("")},
+		{"after the first MiB", "Content-Type: text/plain", []byte(strings.Repeat("a ", 600<<10) + "DROP TABLE users"), []byte(strings.Repeat("a ", 600<<10) + "DROP CHAIR users")},
+	}
+	send := func(hdrs string, data []byte) int {
+		raw := fmt.Sprintf("POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\n%s\r\nContent-Length: %d\r\n\r\n", hdrs, len(data)) + string(data)
+		return rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw).StatusCode
+	}
+	for _, b := range bodies {
+		if code := send(b.headers, b.bad); code != 403 {
+			t.Errorf("%s: the forbidden words got %d", b.name, code)
+		}
+	}
+	mu.Lock()
+	if len(got) != 0 {
+		t.Errorf("the upstream got %d forbidden bodies", len(got))
+	}
+	mu.Unlock()
+	for _, b := range bodies {
+		if code := send(b.headers, b.good); code != 200 {
+			t.Errorf("%s control: %d", b.name, code)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(bodies) {
+		t.Fatalf("the upstream got %d controls, want %d", len(got), len(bodies))
+	}
+	for i, b := range bodies {
+		if !bytes.Equal(got[i], b.good) {
+			t.Errorf("%s: the upstream got other bytes than the crew sent", b.name)
+		}
+	}
+}
+
+func TestUninspectableBodies(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules)})
+	bomb := compress(t, "gzip", strings.Repeat("a", 16<<20))
+	for name, c := range map[string]struct {
+		hdrs string
+		data []byte
+	}{
+		"unknown encoding":   {"Content-Encoding: x-custom", []byte("DROP TABLE")},
+		"decompression bomb": {"Content-Encoding: gzip", bomb},
+		"over max_body":      {"Content-Type: text/plain", bytes.Repeat([]byte("a"), 9<<20)},
+		"corrupt gzip":       {"Content-Encoding: gzip", []byte("not gzip at all")},
+	} {
+		raw := fmt.Sprintf("POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\n%s\r\nContent-Length: %d\r\n\r\n", c.hdrs, len(c.data)) + string(c.data)
+		resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
+		if resp.StatusCode != 403 || refusalOf(t, resp).Error != errUninspectable {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, resp.Header.Get("X-Crewgate-Error"))
+		}
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("the upstream got %d uninspectable bodies", n)
+	}
+	// A request without a body rule in reach is not read at all.
+	h2 := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, "  - {name: only-sql, action: deny, match: {path: /v1/sql, body: 'DROP'}}\n")})
+	raw := fmt.Sprintf("POST /v1/other HTTP/1.1\r\nHost: openai.example.com\r\nContent-Encoding: x-custom\r\nContent-Length: %d\r\n\r\n%s", 4, "abcd")
+	if resp := rawInTunnel(t, h2, "openai.example.com:443", "openai.example.com", raw); resp.StatusCode != 200 {
+		t.Errorf("no body rule in reach: %d", resp.StatusCode)
+	}
+}
+
+func TestMethodOverrideHeaders(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules)})
+	for _, hdr := range []string{"X-HTTP-Method-Override: DELETE", "X-HTTP-Method: delete", "X-Method-Override: PATCH, DELETE"} {
+		raw := "POST /v1/records/42 HTTP/1.1\r\nHost: openai.example.com\r\n" + hdr + "\r\nContent-Length: 0\r\n\r\n"
+		resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
+		if resp.StatusCode != 403 || refusalOf(t, resp).Rule != "no-deletes" {
+			t.Errorf("%s: %d", hdr, resp.StatusCode)
+		}
+	}
+	raw := "POST /v1/records/42 HTTP/1.1\r\nHost: openai.example.com\r\nX-HTTP-Method-Override: PATCH\r\nContent-Length: 0\r\n\r\n"
+	if resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw); resp.StatusCode != 200 {
+		t.Errorf("control: %d", resp.StatusCode)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("the upstream got %d requests, want the control only", n)
+	}
+}
