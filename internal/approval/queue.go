@@ -58,12 +58,24 @@ const (
 	Deny         Choice = "deny"    // refuse it
 )
 
+// How is how an approval ended.
+type How string
+
+// The ways an approval ends.
+const (
+	HowOnce     How = "once"     // a human allowed this request
+	HowSession  How = "session"  // a human allowed it and later ones for the same target
+	HowGrant    How = "grant"    // an earlier session grant applied
+	HowDenied   How = "denied"   // a human refused it
+	HowTimeout  How = "timeout"  // nobody answered in time
+	HowHeadless How = "headless" // nobody could be asked
+	HowShutdown How = "shutdown" // crewgate was stopping
+)
+
 // Verdict is the outcome of Ask.
 type Verdict struct {
 	Allow bool
-	// How the verdict came about: "once", "session", "grant" (an earlier
-	// session grant applied), "denied", "timeout", "headless", "shutdown".
-	How string
+	How How // how the verdict came about
 	// By names who decided: "terminal", "approve:<user>@<host> pid N" for the
 	// control socket, "" for automatic outcomes.
 	By     string
@@ -190,11 +202,11 @@ func (q *Queue) Ask(ctx context.Context, r Request) Verdict {
 	var v *Verdict
 	switch {
 	case q.closed || ctx.Err() != nil:
-		v = &Verdict{How: "shutdown"}
+		v = &Verdict{How: HowShutdown}
 	case q.granted(r):
-		v = &Verdict{Allow: true, How: "grant"}
+		v = &Verdict{Allow: true, How: HowGrant}
 	case q.headless && q.approvers == 0:
-		v = &Verdict{How: "headless"}
+		v = &Verdict{How: HowHeadless}
 	}
 	if v != nil {
 		q.mu.Unlock()
@@ -211,9 +223,9 @@ func (q *Queue) Ask(ctx context.Context, r Request) Verdict {
 	select {
 	case <-w.done:
 	case <-timer.C:
-		q.settle(w, Verdict{How: "timeout"})
+		q.settle(w, Verdict{How: HowTimeout})
 	case <-ctx.Done():
-		q.settle(w, Verdict{How: "shutdown"})
+		q.settle(w, Verdict{How: HowShutdown})
 	}
 	<-w.done
 	return q.report(w.req, w.verdict)
@@ -280,11 +292,11 @@ func (q *Queue) Decide(id string, c Choice, by string) error {
 	var v Verdict
 	switch c {
 	case AllowOnce:
-		v = Verdict{Allow: true, How: "once", By: by}
+		v = Verdict{Allow: true, How: HowOnce, By: by}
 	case AllowSession:
-		v = Verdict{Allow: true, How: "session", By: by}
+		v = Verdict{Allow: true, How: HowSession, By: by}
 	case Deny:
-		v = Verdict{How: "denied", By: by}
+		v = Verdict{How: HowDenied, By: by}
 	default:
 		return fmt.Errorf("unknown choice %q (want %q, %q or %q)", c, AllowOnce, AllowSession, Deny)
 	}
@@ -372,7 +384,7 @@ func (q *Queue) Close() {
 	}
 	q.closed = true
 	for len(q.pending) > 0 {
-		q.settleLocked(q.pending[0], Verdict{How: "shutdown"})
+		q.settleLocked(q.pending[0], Verdict{How: HowShutdown})
 	}
 	q.notifyLocked()
 }

@@ -444,7 +444,7 @@ func TestOnDecisionOncePerVerdict(t *testing.T) {
 		t.Fatalf("%d calls, want %d: %+v", len(calls), len(want), calls)
 	}
 	for i, c := range calls {
-		if s := c.r.ID + " " + c.v.How + " " + c.v.By; s != want[i] {
+		if s := c.r.ID + " " + string(c.v.How) + " " + c.v.By; s != want[i] {
 			t.Errorf("call %d: %q, want %q", i, s, want[i])
 		}
 		if c.r.Asked.IsZero() {

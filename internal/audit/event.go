@@ -135,8 +135,9 @@ type Approval struct {
 	Scope string `json:"scope,omitempty"`
 	// By is who answered: the logged-in subject, or "crewgate" for a timeout.
 	By string `json:"by,omitempty"`
-	// How is the way the answer came: terminal, approve-command, timeout,
-	// headless, shutdown, grant (an earlier allow for the session).
+	// How is how the approval ended (approval.How): once, session, grant
+	// (an earlier allow for the session), denied, timeout, headless,
+	// shutdown; By says who answered.
 	How      string `json:"how"`
 	WaitedMS int64  `json:"waited_ms"`
 }

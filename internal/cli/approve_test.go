@@ -206,7 +206,7 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 
 	cmd.send(t, "a 7")
 	v := awaitVerdict(t, first)
-	if !v.Allow || v.How != "once" || !regexp.MustCompile(`^approve:\S+@\S+ pid \d+$`).MatchString(v.By) {
+	if !v.Allow || v.How != approval.HowOnce || !regexp.MustCompile(`^approve:\S+@\S+ pid \d+$`).MatchString(v.By) {
 		t.Errorf("verdict %+v, want allowed once by approve:<user>@<host> pid N", v)
 	}
 	if !strings.HasSuffix(v.By, fmt.Sprintf(" pid %d", os.Getpid())) {
@@ -217,18 +217,18 @@ func TestApproveDecidesFromStdinLines(t *testing.T) {
 	second := s.ask(t, deleteRequest("8", "other.example.com"))
 	cmd.out.waitFor(t, "request 8 DELETE https://other.example.com")
 	cmd.send(t, "s 8")
-	if v := awaitVerdict(t, second); !v.Allow || v.How != "session" {
+	if v := awaitVerdict(t, second); !v.Allow || v.How != approval.HowSession {
 		t.Errorf("verdict %+v, want allowed for the session", v)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	if v := s.q.Ask(ctx, deleteRequest("", "other.example.com")); v.How != "grant" {
+	if v := s.q.Ask(ctx, deleteRequest("", "other.example.com")); v.How != approval.HowGrant {
 		t.Errorf("the same request again: %+v, want the grant", v)
 	}
 	third := s.ask(t, deleteRequest("9", "crm.example.com"))
 	cmd.out.waitFor(t, "request 9 ")
 	cmd.send(t, "d 9")
-	if v := awaitVerdict(t, third); v.Allow || v.How != "denied" {
+	if v := awaitVerdict(t, third); v.Allow || v.How != approval.HowDenied {
 		t.Errorf("verdict %+v, want denied", v)
 	}
 	cmd.errOut.waitFor(t, "Request 9 denied.")
@@ -272,7 +272,7 @@ func TestApproveQuitsAndReportsRefusedAnswers(t *testing.T) {
 		t.Errorf("pending after quit: %v", p)
 	}
 	s.end()
-	if v := awaitVerdict(t, ch); v.Allow || v.How != "shutdown" {
+	if v := awaitVerdict(t, ch); v.Allow || v.How != approval.HowShutdown {
 		t.Errorf("verdict %+v, want the shutdown deny", v)
 	}
 }
@@ -328,7 +328,7 @@ func TestApproveKeysOnATerminal(t *testing.T) {
 		}
 	}
 	term.tmux("send-keys", "a")
-	if v := awaitVerdict(t, first); !v.Allow || v.How != "once" || !strings.HasPrefix(v.By, "approve:") {
+	if v := awaitVerdict(t, first); !v.Allow || v.How != approval.HowOnce || !strings.HasPrefix(v.By, "approve:") {
 		t.Errorf("key a: %+v, want allowed once by approve", v)
 	}
 	term.waitFor(`allowed once DELETE https://crm\.example\.com`)
@@ -337,12 +337,12 @@ func TestApproveKeysOnATerminal(t *testing.T) {
 	third := s.ask(t, deleteRequest("3", "crm.example.com"))
 	term.waitFor(`2 waiting`)
 	term.tmux("send-keys", "Escape")
-	if v := awaitVerdict(t, second); v.Allow || v.How != "denied" {
+	if v := awaitVerdict(t, second); v.Allow || v.How != approval.HowDenied {
 		t.Errorf("Esc: %+v, want denied", v)
 	}
 	term.waitFor(`1 waiting`)
 	term.tmux("send-keys", "s")
-	if v := awaitVerdict(t, third); !v.Allow || v.How != "session" {
+	if v := awaitVerdict(t, third); !v.Allow || v.How != approval.HowSession {
 		t.Errorf("key s: %+v, want allowed for the session", v)
 	}
 	term.tmux("send-keys", "q")
@@ -373,7 +373,7 @@ func TestApproveRefusedInsideTheCrew(t *testing.T) {
 		t.Errorf("pending after the refused approve: %v", p)
 	}
 	s.end()
-	if v := awaitVerdict(t, ch); v.Allow || v.How != "shutdown" {
+	if v := awaitVerdict(t, ch); v.Allow || v.How != approval.HowShutdown {
 		t.Errorf("verdict %+v, want the shutdown deny", v)
 	}
 }

@@ -139,7 +139,7 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	defer queue.Close()
 	if cfg.Approval.Headless == "fail" {
 		queue.OnDecision(func(r approval.Request, v approval.Verdict) {
-			if v.How == "headless" {
+			if v.How == approval.HowHeadless {
 				stopChild(stopReason{fmt.Errorf("rule %s needs approval and there is no terminal to ask, so the crew was stopped (approval.headless: fail)", r.Rule),
 					"run the crew on a terminal, or answer from another one with 'crewgate approve'"})
 			}

@@ -260,7 +260,7 @@ func (p *Proxy) ask(ctx context.Context, req *http.Request, o *outcome, st *reqS
 	}
 	var v approval.Verdict
 	if p.cfg.Approver == nil {
-		v = approval.Verdict{How: "headless"}
+		v = approval.Verdict{How: approval.HowHeadless}
 	} else {
 		v = p.cfg.Approver.Ask(ctx, approval.Request{
 			Session: p.cfg.Session, Method: req.Method, URL: redactURL(req.URL), Host: o.dest.Host,
@@ -273,26 +273,26 @@ func (p *Proxy) ask(ctx context.Context, req *http.Request, o *outcome, st *reqS
 }
 
 // approvalErrors names the refusal for each way an approval can end in "no".
-var approvalErrors = map[string]string{
-	"denied":   "approval-denied",
-	"timeout":  "approval-timeout",
-	"headless": "approval-unavailable",
-	"shutdown": "approval-shutdown",
+var approvalErrors = map[approval.How]string{
+	approval.HowDenied:   "approval-denied",
+	approval.HowTimeout:  "approval-timeout",
+	approval.HowHeadless: "approval-unavailable",
+	approval.HowShutdown: "approval-shutdown",
 }
 
-func approvalKind(how string) string {
+func approvalKind(how approval.How) string {
 	if k := approvalErrors[how]; k != "" {
 		return k
 	}
-	return approvalErrors["denied"]
+	return approvalErrors[approval.HowDenied]
 }
 
-func approvalWhy(how string, d policy.Decision) string {
-	why := map[string]string{
-		"denied":   "the request was denied at the approval prompt",
-		"timeout":  "nobody approved the request in time",
-		"headless": "rule " + d.Rule + " needs approval and there is no terminal to ask",
-		"shutdown": "crewgate is shutting down",
+func approvalWhy(how approval.How, d policy.Decision) string {
+	why := map[approval.How]string{
+		approval.HowDenied:   "the request was denied at the approval prompt",
+		approval.HowTimeout:  "nobody approved the request in time",
+		approval.HowHeadless: "rule " + d.Rule + " needs approval and there is no terminal to ask",
+		approval.HowShutdown: "crewgate is shutting down",
 	}[how]
 	if why == "" {
 		why = "the request was not approved"

@@ -92,11 +92,11 @@ func (p *Proxy) recordApproval(id string, v approval.Verdict) {
 	}
 	scope := ""
 	switch v.How {
-	case "once", "session", "grant":
-		scope = v.How
+	case approval.HowOnce, approval.HowSession, approval.HowGrant:
+		scope = string(v.How)
 	}
 	p.record(audit.Event{Type: audit.TypeApproval, ID: id, Approval: &audit.Approval{
-		Decision: d, Scope: scope, By: v.By, How: v.How, WaitedMS: v.Waited.Milliseconds(),
+		Decision: d, Scope: scope, By: v.By, How: string(v.How), WaitedMS: v.Waited.Milliseconds(),
 	}})
 }
 
