@@ -75,7 +75,7 @@ const (
 // Verdict is the outcome of Ask.
 type Verdict struct {
 	Allow bool
-	How How // how the verdict came about
+	How   How // how the verdict came about
 	// By names who decided: "terminal", "approve:<user>@<host> pid N" for the
 	// control socket, "" for automatic outcomes.
 	By     string
