@@ -3,19 +3,15 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -23,8 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crewgate/crewgate/internal/approval"
-	"github.com/crewgate/crewgate/internal/audit"
-	"github.com/crewgate/crewgate/internal/ca"
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/identity"
@@ -32,6 +26,7 @@ import (
 	"github.com/crewgate/crewgate/internal/policy"
 	"github.com/crewgate/crewgate/internal/proxy"
 	"github.com/crewgate/crewgate/internal/runner"
+	"github.com/crewgate/crewgate/internal/session"
 	"github.com/crewgate/crewgate/internal/tui"
 )
 
@@ -90,10 +85,10 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 		return &exitError{code: exitFailure, what: "run", err: fmt.Errorf("already inside crewgate session %s", s),
 			hint: "run the command directly: it already goes through crewgate's proxy"}
 	}
-	session := newSessionID(f.now())
+	sessionID := newSessionID(f.now())
 
-	pol, err := policy.Compile(cfg)
-	if err != nil {
+	// The config's own errors (file:line) come before any credential.
+	if _, err := policy.Compile(cfg); err != nil {
 		return err
 	}
 	ups, err := buildUpstreams(ctx, f, cfg)
@@ -104,115 +99,23 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	// without an oidc upstream may have none.
 	id, _ := identity.LoadCache(cfg.IdentityFile())
 
-	rec, err := openRecorder(f, cfg, session, id, opts.args)
+	run, err := session.Start(ctx, session.Options{
+		Config: cfg, ID: sessionID, Args: opts.args, Env: os.Environ(), Logger: slog.Default(),
+		Upstreams: ups.upstreams, Placeholders: ups.placeholders, Secrets: ups.secrets,
+		Identity: id, Version: versionString(),
+		Warn: func(err error) { fmt.Fprintf(f.errOut, "crewgate: %v\n", err) },
+	})
 	if err != nil {
-		return err
+		return runError(err)
 	}
-	// A run that fails before its child ends still closes its log, so the
-	// log says how the session ended instead of looking killed.
 	code := exitFailure
-	recClosed := false
-	closeLog := func() {
-		if !recClosed {
-			recClosed = true
-			if err := rec.Close(audit.Event{End: &audit.End{ExitCode: code}}); err != nil {
-				fmt.Fprintf(f.errOut, "crewgate: closing the session log: %v\n", err)
-			}
-		}
-	}
-	defer closeLog()
-
-	// runCtx ends the child for crewgate's own reasons only, and its cause
-	// says why; the terminal's signals are the runner's business.
-	runCtx, stopChild := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopChild(nil)
-	go func() {
-		select {
-		case <-rec.Failed():
-			stopChild(stopReason{fmt.Errorf("the session log cannot be written (%v), so the crew was stopped (audit.on_error: stop)", rec.Err()),
-				"free space or fix the permissions of " + sessionsDir(cfg) + ", or set audit.on_error: continue"})
-		case <-runCtx.Done():
-		}
-	}()
-
-	queue := approval.NewQueue(approval.Options{Timeout: cfg.Approval.Timeout, Headless: true})
-	defer queue.Close()
-	if cfg.Approval.Headless == "fail" {
-		queue.OnDecision(func(r approval.Request, v approval.Verdict) {
-			if v.How == approval.HowHeadless {
-				stopChild(stopReason{fmt.Errorf("rule %s needs approval and there is no terminal to ask, so the crew was stopped (approval.headless: fail)", r.Rule),
-					"run the crew on a terminal, or answer from another one with 'crewgate approve'"})
-			}
-		})
-	}
-	// A client refused because it runs inside the crew is worth the user's
-	// attention: the crew tried to answer its own prompt.
-	refused := func(p approval.RefusedPeer) {
-		slog.Warn("approvals: refused a control socket client", "session", session, "pid", p.PID, "reason", p.Reason)
-	}
-	go func() {
-		if err := approval.Serve(runCtx, approval.SocketPath(session), queue, approval.ServeOptions{OnRefusedPeer: refused}); err != nil && runCtx.Err() == nil {
-			fmt.Fprintf(f.errOut, "crewgate: approvals: %v; 'crewgate approve' cannot reach this session\n", err)
-		}
-	}()
-
-	var hosts []string
-	for _, u := range cfg.Upstreams {
-		hosts = append(hosts, u.Hosts...)
-	}
-	if len(hosts) == 0 {
-		hosts = []string{"crewgate.invalid"} // nothing to intercept: a CA that can sign nothing useful
-	}
-	sessionCA, err := ca.New(hosts, 24*time.Hour)
-	if err != nil {
-		return &exitError{code: exitFailure, what: "run: creating the session CA", err: err}
-	}
-	bundle, err := ca.WriteBundle(sessionCA, []string{os.Getenv("SSL_CERT_FILE"), os.Getenv("REQUESTS_CA_BUNDLE")})
-	if err != nil {
-		return &exitError{code: exitFailure, what: "run: writing the CA bundle", err: err,
-			hint: "check SSL_CERT_FILE and REQUESTS_CA_BUNDLE in your environment"}
-	}
-	defer bundle.Remove()
-
-	credential := randomString(32)
-	p, err := proxy.New(proxy.Config{
-		Upstreams:     ups.upstreams,
-		DefaultAction: cfg.DefaultAction,
-		CA:            sessionCA,
-		Credential:    credential,
-		Session:       session,
-		UpstreamProxy: ownUpstreamProxy(),
-		Logger:        slog.Default(),
-		Policy:        pol,
-		Identity:      id,
-		Approver:      queue,
-		Recorder:      rec,
-	})
-	if err != nil {
-		return &exitError{code: exitConfig, what: "run", err: err}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return &exitError{code: exitFailure, what: "run: starting the proxy", err: err}
-	}
-	go p.Serve(ln)
-	defer p.Close()
-
-	proxyURL := (&url.URL{Scheme: "http", User: url.UserPassword("crewgate", credential), Host: ln.Addr().String()}).String()
-	env := runner.BuildEnv(os.Environ(), runner.EnvParams{
-		ProxyURL:     proxyURL,
-		CABundle:     bundle.File,
-		Session:      session,
-		Placeholders: ups.placeholders,
-		KeepEnv:      cfg.KeepEnv,
-		Secrets:      ups.secrets,
-	})
+	defer func() { run.Finish(code) }() // also when the crew could not start
+	p, queue := run.Proxy, run.Queue
 	warnNoProxy(f, cfg)
-	slog.Debug("session started", "session", session, "proxy", ln.Addr().String(), "upstreams", len(ups.upstreams))
 
 	child := runner.Cmd{
 		Args:       opts.args,
-		Env:        env,
+		Env:        run.Env,
 		Stdin:      f.in,
 		Stdout:     f.out,
 		Stderr:     f.errOut,
@@ -228,7 +131,7 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 			Source: queueSource{queue},
 			Status: func() tui.Status {
 				st := p.Stats()
-				return tui.Status{Session: session, Requests: st.Requests, Denied: st.Denied, Masked: st.Masked}
+				return tui.Status{Session: sessionID, Requests: st.Requests, Denied: st.Denied, Masked: st.Masked}
 			},
 			In: in, Out: out, Color: os.Getenv("NO_COLOR") == "",
 		})
@@ -247,19 +150,16 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 
 	// The child's signals are the runner's business: a Ctrl-C must not stop
 	// the proxy before the child has finished with it.
-	code, err = runner.Run(runCtx, child)
+	code, err = runner.Run(run.Context(), child)
 	if relay != nil {
 		relay.Close() // restore the terminal before the summary line
 	}
-	queue.Close() // what still waits is denied
-	p.Close()
-	st := p.Stats()
-	closeLog()
-	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked; log: %s\n", session, st.Requests, st.Denied, st.Masked, rec.Path())
+	st := run.Finish(code)
+	fmt.Fprintf(f.errOut, "crewgate: session %s: %d requests, %d denied, %d masked; log: %s\n", sessionID, st.Requests, st.Denied, st.Masked, run.Recorder.Path())
 	if err != nil {
 		return &exitError{code: code, what: "run", err: err, hint: "check the command name and that it is on PATH"}
 	}
-	if reason := context.Cause(runCtx); reason != nil && !errors.Is(reason, context.Canceled) {
+	if reason := run.Stopped(); reason != nil {
 		return &exitError{code: exitFailure, what: "run", err: reason}
 	}
 	if code != 0 {
@@ -268,14 +168,18 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	return nil
 }
 
-// stopReason is why crewgate stopped the crew itself, with what to do.
-type stopReason struct {
-	err  error
-	hint string
+// runError maps session.Start's failures to exit codes and hints, once.
+func runError(err error) error {
+	var se *session.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	code := exitFailure
+	if se.Config {
+		code = exitConfig
+	}
+	return &exitError{code: code, what: "run: " + se.What, err: se.Err, hint: se.Hint}
 }
-
-func (s stopReason) Error() string { return s.err.Error() }
-func (s stopReason) Hint() string  { return s.hint }
 
 // terminals returns crewgate's stdin and stderr when both are terminals:
 // then a human is there to answer prompts.
@@ -331,36 +235,6 @@ func warnNoProxy(f *factory, cfg *config.Config) {
 			}
 		}
 	}
-}
-
-// openRecorder starts the session's audit log. A run that cannot be
-// recorded does not start.
-func openRecorder(f *factory, cfg *config.Config, session string, id *identity.Identity, args []string) (*audit.Recorder, error) {
-	start := audit.Start{Command: args, Version: versionString(), ConfigDigest: configDigest(cfg)}
-	if id != nil {
-		start.Identity = audit.Identity{Subject: id.Subject, Email: id.Email, Name: id.Name, Issuer: id.Issuer, Groups: id.Groups}
-	}
-	rec, err := audit.Open(sessionsDir(cfg), session, audit.Event{Start: &start}, audit.Options{
-		OnError:      cfg.Audit.OnError,
-		OTLPEndpoint: cfg.Audit.OTLPEndpoint,
-		// audit reports each kind of trouble once.
-		Warn: func(err error) { fmt.Fprintf(f.errOut, "crewgate: audit: %v\n", err) },
-	})
-	if err != nil {
-		return nil, &exitError{code: exitFailure, what: "run: opening the session log", err: err,
-			hint: "check audit.dir (" + sessionsDir(cfg) + "): the crew does not run unrecorded"}
-	}
-	return rec, nil
-}
-
-// configDigest identifies the configuration a session ran with.
-func configDigest(cfg *config.Config) string {
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 // silentExit ends crewgate with a code and no message: the child's own.
@@ -518,19 +392,6 @@ func rootsWith(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", file)
 	}
 	return pool, nil
-}
-
-// ownUpstreamProxy is the proxy crewgate itself was told to use, read once:
-// it chains outbound traffic, and never leaks into the child.
-func ownUpstreamProxy() *url.URL {
-	for _, k := range []string{"HTTPS_PROXY", "https_proxy"} {
-		if v := os.Getenv(k); v != "" {
-			if u, err := url.Parse(v); err == nil && u.Host != "" {
-				return u
-			}
-		}
-	}
-	return nil
 }
 
 // newSessionID is short, unique and sorts by time: 48 bits of milliseconds

@@ -20,6 +20,7 @@ import (
 
 	"github.com/crewgate/crewgate/internal/audit"
 	"github.com/crewgate/crewgate/internal/config"
+	"github.com/crewgate/crewgate/internal/session"
 )
 
 type sessionsOptions struct {
@@ -119,12 +120,7 @@ q: quit). Without a terminal, everything is printed at once.`,
 }
 
 // sessionsDir is where session logs are kept.
-func sessionsDir(cfg *config.Config) string {
-	if cfg.Audit.Dir != "" {
-		return cfg.Audit.Dir
-	}
-	return filepath.Join(config.StateDir(), "sessions")
-}
+func sessionsDir(cfg *config.Config) string { return session.SessionsDir(cfg) }
 
 // findSession resolves an id or unique id prefix to its log file.
 func findSession(dir, prefix string) (id, path string, err error) {
