@@ -126,6 +126,28 @@ func ParsePattern(entry string) (Pattern, error) {
 	return p, nil
 }
 
+// ParseRuleHost checks and normalises a host a policy rule names: an exact
+// name, "*.suffix" or an IP address, without a port (rules match the host of
+// the request's one authority, whatever its port). Unlike a hosts entry of
+// an upstream, a rule may name an IP address or a public suffix ("*.ru" in a
+// deny rule claims nothing for the CA).
+func ParseRuleHost(entry string) (Pattern, error) {
+	s := normName(strings.TrimSpace(entry))
+	var p Pattern
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		s, p.Wildcard = rest, true
+	}
+	if ip, err := netip.ParseAddr(s); err == nil && !p.Wildcard && ip.Zone() == "" {
+		p.Name = ip.String()
+		return p, nil
+	}
+	if err := checkName(s); err != nil {
+		return p, fmt.Errorf("%q is not a host name, *.suffix or IP address (no scheme, port or path): %w", entry, err)
+	}
+	p.Name = s
+	return p, nil
+}
+
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {

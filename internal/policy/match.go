@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"github.com/crewgate/crewgate/internal/authority"
+
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -49,7 +51,7 @@ func (r *rule) evalRequest(in *input, tr *RuleResult) bool {
 		}
 	}
 	if r.hosts != nil {
-		if !slices.ContainsFunc(r.hosts, func(h hostPattern) bool { return h.match(in.host) }) {
+		if !slices.ContainsFunc(r.hosts, func(h authority.Pattern) bool { return h.MatchName(in.host) }) {
 			if tr != nil {
 				tr.fail("hosts", "%s not in [%s]", in.host, hostList(r.hosts))
 			}
@@ -239,20 +241,10 @@ func viewShown(v *reqbody.View) string {
 	return s
 }
 
-func (h hostPattern) match(host string) bool {
-	if h.suffix {
-		return strings.HasSuffix(host, h.name) // h.name starts with "."
-	}
-	return host == h.name
-}
-
-func hostList(hs []hostPattern) string {
+func hostList(hs []authority.Pattern) string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
-		out[i] = h.name
-		if h.suffix {
-			out[i] = "*" + h.name
-		}
+		out[i] = h.String()
 	}
 	return strings.Join(out, " ")
 }

@@ -50,6 +50,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/crewgate/crewgate/internal/authority"
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/reqbody"
@@ -100,18 +101,13 @@ type rule struct {
 	name, action, reason string
 
 	methods   []string
-	hosts     []hostPattern
+	hosts     []authority.Pattern
 	path      *glob
 	headers   []headerCond // sorted by name
 	groups    []string
 	notGroups []string
 	claims    []claimCond // sorted by name
 	body      *bodyRegexp
-}
-
-type hostPattern struct {
-	name   string // lower-case; for "*.example.com" this is ".example.com"
-	suffix bool
 }
 
 type headerCond struct {
@@ -128,9 +124,6 @@ var knownMethods = []string{
 	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
 }
-
-// hostRE is a host name or IPv4 address, or "*." and a name.
-var hostRE = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
 
 // Compile checks and compiles cfg.Rules. Errors are *config.Error with
 // cfg.File and the line of the offending key, naming the key and what is
@@ -274,15 +267,11 @@ func (c compiler) rule(cr config.Rule) (rule, error) {
 			return r, c.errorf(".match.hosts", "an empty list never matches; remove the key or name a host")
 		}
 		for i, h := range m.Hosts {
-			low := strings.ToLower(strings.TrimSuffix(h, "."))
-			if !hostRE.MatchString(low) {
-				return r, c.errorf(fmt.Sprintf(".match.hosts[%d]", i), "%q is not a host name or *.suffix (no scheme, port or path)", h)
+			pat, err := authority.ParseRuleHost(h)
+			if err != nil {
+				return r, c.errorf(fmt.Sprintf(".match.hosts[%d]", i), "%v", err)
 			}
-			if s, ok := strings.CutPrefix(low, "*"); ok {
-				r.hosts = append(r.hosts, hostPattern{name: s, suffix: true})
-			} else {
-				r.hosts = append(r.hosts, hostPattern{name: low})
-			}
+			r.hosts = append(r.hosts, pat)
 		}
 	}
 	if m.Path != "" {
