@@ -142,7 +142,7 @@ func ParseRuleHost(entry string) (Pattern, error) {
 		return p, nil
 	}
 	if err := checkName(s); err != nil {
-		return p, fmt.Errorf("%q is not a host name, *.suffix or IP address (no scheme, port or path): %w", entry, err)
+		return p, fmt.Errorf("%q is not a host name, *.suffix or IP address (no scheme, port or path)", entry)
 	}
 	p.Name = s
 	return p, nil
