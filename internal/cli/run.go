@@ -55,7 +55,8 @@ sent to the wrong host, and what the policy rules deny.
 
 Requests an approve rule matches wait for you: on a terminal, the crew runs on
 a pseudo-terminal crewgate relays and the prompt appears under its output
-(a allow once, s allow for the session, d or Esc deny); with --no-tui or
+(a allow once, s allow the same rule, method, host, port and path for the
+session, d or Esc deny); with --no-tui or
 without a terminal, answer with 'crewgate approve' from another terminal.
 No answer in time, no terminal and shutdown all deny.
 
