@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/authority"
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/identity"
@@ -227,7 +228,11 @@ func warnNoProxy(f *factory, cfg *config.Config) {
 	}
 	for _, u := range cfg.Upstreams {
 		for _, h := range u.Hosts {
-			host := strings.TrimPrefix(h, "*.")
+			pat, err := authority.ParsePattern(h)
+			if err != nil {
+				continue // config validation reported it
+			}
+			host := pat.Name
 			for _, e := range entries {
 				e = strings.TrimPrefix(strings.TrimSpace(e), ".")
 				if e != "" && (host == e || strings.HasSuffix(host, "."+e)) {
