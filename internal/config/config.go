@@ -125,7 +125,13 @@ type Mask struct {
 	JSONFields  []string       `yaml:"json_fields"`
 	Custom      []CustomDetect `yaml:"custom"`
 	Replacement string         `yaml:"replacement"`
+	// Memory bounds the bodies crewgate holds at once, across all requests
+	// (today: request bodies a rule reads, and their decoded views).
+	Memory Size `yaml:"memory"`
 }
+
+// DefaultMaskMemory is mask.memory when the config does not set it.
+const DefaultMaskMemory Size = 256 << 20
 
 // CustomDetect is a user-defined regular-expression detector.
 type CustomDetect struct {
@@ -162,6 +168,7 @@ func Defaults() Config {
 		Mask: Mask{
 			Detectors:   []string{"default"},
 			Replacement: "[MASKED:{{.Name}}]",
+			Memory:      DefaultMaskMemory,
 		},
 		Policy:   Policy{MaxBody: DefaultMaxBody, Oversize: OversizeDeny},
 		Approval: Approval{Timeout: 120 * time.Second, Headless: "deny"},
@@ -232,6 +239,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.oneOf("policy.oversize", c.Policy.Oversize, OversizeDeny, OversizeAllow); err != nil {
 		return err
+	}
+	if c.Mask.Memory < 1<<20 {
+		return c.errorf("mask.memory", "%s is less than 1MiB", c.Mask.Memory)
 	}
 	if c.Policy.MaxBody < 1<<10 || c.Policy.MaxBody > maxMaxBody {
 		return c.errorf("policy.max_body", "%s is not between 1KiB and %s", c.Policy.MaxBody, maxMaxBody)

@@ -101,6 +101,7 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"public-suffix wildcard, two labels", "upstreams:\n  - {name: a, hosts: ['*.co.uk'], credential: {source: oidc}}\n", ":2: upstreams[0].hosts[0]: host \"*.co.uk\": co.uk is a public suffix"},
 		{"bad port", "upstreams:\n  - {name: a, hosts: ['a.example:99999'], credential: {source: oidc}}\n", ":2: upstreams[0].hosts[0]: host \"a.example:99999\": the part after ':' must be a port"},
 		{"duplicate host with default port", "upstreams:\n  - {name: a, hosts: [x.example], credential: {source: oidc}}\n  - {name: b, hosts: ['X.example.:443'], credential: {source: oidc}}\n", ":3: upstreams[1].hosts[0]: host \"X.example.:443\" already belongs"},
+		{"mask memory too small", "mask:\n  memory: 10KiB\n", ":2: mask.memory: 10KiB is less than 1MiB"},
 		{"duplicate host", "upstreams:\n  - {name: a, hosts: [x.example], credential: {source: oidc}}\n  - {name: b, hosts: [x.example], credential: {source: oidc}}\n", ":3: upstreams[1].hosts[0]: host \"x.example\" already belongs to upstream \"a\""},
 		{"bad custom regex", "mask:\n  custom:\n    - {name: emp, pattern: 'EMP-(\\d'}\n", ":3: mask.custom[0].pattern: bad regular expression"},
 		{"bad rule action", "rules:\n  - name: r\n    action: block\n", ":3: rules[0].action: \"block\" is not one of allow, deny, approve"},

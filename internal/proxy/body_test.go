@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -172,5 +174,36 @@ func TestMethodOverrideHeaders(t *testing.T) {
 	}
 	if n := len(up.requests()); n != 1 {
 		t.Errorf("the upstream got %d requests, want the control only", n)
+	}
+}
+
+// TestBodyMemoryIsBounded: while the memory for bodies is taken (here by a
+// crew that sends a body slowly), another body a rule must read waits up
+// to a second and is then refused, never read unbounded.
+func TestBodyMemoryIsBounded(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules), BodyMemory: 1 << 20})
+
+	slow := tunnelTLS(t, h, "openai.example.com:443", "openai.example.com")
+	io.WriteString(slow, "POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\nContent-Length: 600000\r\n\r\n"+strings.Repeat("a", 1000))
+	time.Sleep(200 * time.Millisecond) // the slow body now holds the memory
+
+	raw := fmt.Sprintf("POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\nContent-Length: %d\r\n\r\n%s", 10, "DROP TABLE")
+	start := time.Now()
+	resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
+	if resp.StatusCode != 403 || refusalOf(t, resp).Error != errUninspectable {
+		t.Errorf("with the memory taken: %d", resp.StatusCode)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+		t.Errorf("waited %v, want about a second", d)
+	}
+	// The slow body finishes; its memory comes back and bodies are read again.
+	io.WriteString(slow, strings.Repeat("a", 599000))
+	if r, err := http.ReadResponse(bufio.NewReader(slow), nil); err != nil || r.StatusCode != 200 {
+		t.Fatalf("the slow request: %v %v", r, err)
+	}
+	resp = rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
+	if resp.StatusCode != 403 || refusalOf(t, resp).Error != errPolicy {
+		t.Errorf("after the memory came back: %d %s", resp.StatusCode, resp.Header.Get("X-Crewgate-Error"))
 	}
 }

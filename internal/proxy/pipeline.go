@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -17,6 +18,7 @@ import (
 	"github.com/crewgate/crewgate/internal/authority"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/policy"
+	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
 // Step names one step of the request pipeline. Every request, CONNECT,
@@ -183,6 +185,12 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 		// the log needed, never twice the same bytes), as the upstream
 		// will understand it.
 		o.step = StepBody
+		n := p.bodyCost(req)
+		if !p.reserve(ctx, n) {
+			return o.refuse(StepBody, http.StatusForbidden, errUninspectable, o.decision.Rule,
+				"rule "+o.decision.Rule+" must read the request body, and crewgate's memory for bodies (mask.memory) stayed full for "+bodyWait.String()+"; try again")
+		}
+		defer p.bodies.Release(n)
 		raw, _ := st.prefix(req, p.cfg.Policy.MaxBody()+1)
 		view, err := p.cfg.Policy.ViewBody(req.Header, raw)
 		if err != nil {
@@ -241,6 +249,32 @@ func (o *outcome) leak(upstream string) outcome {
 		"the request carries the placeholder of upstream "+upstream+", which belongs to its own host only")
 	r.refusal.leaked = upstream
 	return r
+}
+
+// bodyWait is how long a body a rule must read waits for memory.
+const bodyWait = time.Second
+
+// bodyCost is what reading req's body for the rules may hold: the bytes as
+// sent (its Content-Length, or up to max_body) and the decoded view, which
+// for a compressed body can grow to its bound whatever the raw size.
+func (p *Proxy) bodyCost(req *http.Request) int64 {
+	limit := int64(p.cfg.Policy.MaxBody()) + 1
+	raw := limit
+	if req.ContentLength >= 0 {
+		raw = min(req.ContentLength, limit)
+	}
+	view := raw * reqbody.ViewFactor
+	if ce := req.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+		view = limit * reqbody.ViewFactor
+	}
+	return min(raw+view+1, p.cfg.BodyMemory)
+}
+
+// reserve takes n bytes of the body memory, waiting up to bodyWait.
+func (p *Proxy) reserve(ctx context.Context, n int64) bool {
+	ctx, cancel := context.WithTimeout(ctx, bodyWait)
+	defer cancel()
+	return p.bodies.Acquire(ctx, n) == nil
 }
 
 // rules runs the policy on preq: Decide, or Explain in explain mode.

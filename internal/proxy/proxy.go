@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/crewgate/crewgate/internal/approval"
 	"github.com/crewgate/crewgate/internal/authority"
@@ -97,6 +98,10 @@ type Config struct {
 	Approver approval.Approver
 	// Recorder keeps the audit log; nil records nothing.
 	Recorder Recorder
+	// BodyMemory bounds the request bodies held at once for rules to read
+	// (the bytes as sent and their decoded views), across all requests
+	// (mask.memory); 0 means 256 MiB.
+	BodyMemory int64
 	// HeaderTimeout bounds how long a request head may take to arrive, on
 	// the outer port and inside intercepted connections; 0 means 30 s.
 	HeaderTimeout time.Duration
@@ -123,11 +128,12 @@ type Proxy struct {
 	routes []*route
 	auth   []byte // the expected Proxy-Authorization value
 
-	direct  *http.Transport // for hosts no upstream claims
-	foreign []*route        // upstreams with a placeholder: none may leave for another host
-	lits    *literals       // credentials injected so far, masked everywhere
-	preview *maskers        // masks request bodies shown in approval prompts
-	who     string          // the identity as prompts show it
+	direct  *http.Transport     // for hosts no upstream claims
+	foreign []*route            // upstreams with a placeholder: none may leave for another host
+	lits    *literals           // credentials injected so far, masked everywhere
+	preview *maskers            // masks request bodies shown in approval prompts
+	who     string              // the identity as prompts show it
+	bodies  *semaphore.Weighted // bytes of bodies held for rules (Config.BodyMemory)
 
 	requests, denied, masked, tunnels atomic.Int64
 
@@ -170,13 +176,17 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
+	if cfg.BodyMemory <= 0 {
+		cfg.BodyMemory = 256 << 20
+	}
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = readHeaderTimeout
 	}
 	p := &Proxy{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		auth: []byte("Basic " + base64.StdEncoding.EncodeToString([]byte("crewgate:"+cfg.Credential))),
+		bodies: semaphore.NewWeighted(cfg.BodyMemory),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		auth:   []byte("Basic " + base64.StdEncoding.EncodeToString([]byte("crewgate:"+cfg.Credential))),
 	}
 	p.direct = p.newTransport(nil, "")
 	p.lits = newLiterals()

@@ -196,6 +196,7 @@ func Start(ctx context.Context, o Options) (_ *Run, err error) {
 		Identity:      o.Identity,
 		Approver:      r.Queue,
 		Recorder:      r.Recorder,
+		BodyMemory:    int64(cfg.Mask.Memory),
 	})
 	if err != nil {
 		return nil, &Error{What: "building the proxy", Err: err, Config: true}
