@@ -63,7 +63,7 @@ func BenchmarkWriteBundle(b *testing.B) {
 	b.Setenv("TMPDIR", b.TempDir())
 	c := newTestCA(b)
 	for b.Loop() {
-		bundle, err := WriteBundle(c, nil)
+		bundle, err := WriteBundle(c, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -39,8 +39,8 @@ type rootSource struct {
 //
 // System roots: on Linux, the BSDs and Solaris, the first existing file of
 // the list crypto/x509 uses on that system or, when there is none, the
-// certificates in its directories; plus the directories of SSL_CERT_DIR
-// (colon-separated) when set, since the user points at those too. On macOS
+// certificates in its directories; plus certDirs (the caller's
+// SSL_CERT_DIR, split), since the user points at those too. On macOS
 // it is the /etc/ssl/cert.pem snapshot of the system roots, without roots
 // added to the keychain. On Windows there is no exportable root store: the
 // bundle holds the extra files and the session CA only, so clients that
@@ -48,11 +48,8 @@ type rootSource struct {
 // whose roots the extra files carry.
 //
 // Certificates appearing in more than one source are written once.
-func WriteBundle(c *CA, extraFiles []string) (*Bundle, error) {
-	src := rootSource{files: systemRootFiles, dirs: systemRootDirs}
-	if d := os.Getenv("SSL_CERT_DIR"); d != "" {
-		src.userDirs = filepath.SplitList(d)
-	}
+func WriteBundle(c *CA, extraFiles, certDirs []string) (*Bundle, error) {
+	src := rootSource{files: systemRootFiles, dirs: systemRootDirs, userDirs: certDirs}
 	return writeBundle(c, extraFiles, src, "")
 }
 

@@ -253,7 +253,7 @@ func TestWriteBundleSystem(t *testing.T) {
 	if _, err := c.Leaf("good.test"); err != nil {
 		t.Fatal(err)
 	}
-	b, err := WriteBundle(c, []string{filepath.Join(tmp, "absent.pem")})
+	b, err := WriteBundle(c, []string{filepath.Join(tmp, "absent.pem")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

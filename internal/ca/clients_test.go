@@ -85,7 +85,7 @@ func clientSetup(t *testing.T) (*CA, *Bundle) {
 	t.Helper()
 	t.Setenv("TMPDIR", t.TempDir())
 	c := newTestCA(t)
-	b, err := WriteBundle(c, nil)
+	b, err := WriteBundle(c, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

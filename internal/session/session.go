@@ -177,7 +177,8 @@ func Start(ctx context.Context, o Options) (_ *Run, err error) {
 	if err != nil {
 		return nil, &Error{What: "creating the session CA", Err: err}
 	}
-	r.bundle, err = ca.WriteBundle(sessionCA, []string{lookup(o.Env, "SSL_CERT_FILE"), lookup(o.Env, "REQUESTS_CA_BUNDLE")})
+	r.bundle, err = ca.WriteBundle(sessionCA, []string{lookup(o.Env, "SSL_CERT_FILE"), lookup(o.Env, "REQUESTS_CA_BUNDLE")},
+		filepath.SplitList(lookup(o.Env, "SSL_CERT_DIR")))
 	if err != nil {
 		return nil, &Error{What: "writing the CA bundle", Err: err, Hint: "check SSL_CERT_FILE and REQUESTS_CA_BUNDLE in your environment"}
 	}
