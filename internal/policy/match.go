@@ -60,7 +60,7 @@ func (r *rule) evalRequest(in *input, tr *RuleResult) bool {
 		tr.held("hosts")
 	}
 	if r.path != nil {
-		if !r.path.match(in.Path) && (in.clean == "" || !r.path.match(in.clean)) {
+		if !r.path.match(in.Path) && (in.clean == "" || !r.path.match(in.clean)) && (in.lenient == "" || !r.path.match(in.lenient)) {
 			switch {
 			case tr == nil:
 			case in.clean != "":

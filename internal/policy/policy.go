@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -69,6 +70,7 @@ type Request struct {
 	Host   string      // lower-case, no port
 	Path   string      // URL path as sent (req.URL.Path); "" for a CONNECT
 	Header http.Header // canonical keys, as net/http builds them
+	Query  string      // the raw query, for the _method override
 	// Body is the body as rules read it (ViewBody); nil when it has not
 	// been read, so that Decide says when it must be (Decision.NeedsBody).
 	// A request without a body has the view of an empty one.
@@ -378,6 +380,9 @@ type input struct {
 	*Request
 	host  string
 	clean string // the cleaned path when it differs from Path, else ""
+	// lenient is the path as lenient servers route it (lenientPath) when
+	// it differs from Path and clean, else "".
+	lenient string
 	// overrides holds the values of each override header, looked up when
 	// a methods condition first fails on the request's own method.
 	overrides       [len(overrideHeaders)][]string
@@ -387,17 +392,34 @@ type input struct {
 // overrideHeaders name the method a framework routes a request by instead of
 // its own, in canonical form and as they are usually written.
 var overrideHeaders = [...]struct{ key, name string }{
-	{"X-Http-Method-Override", "X-HTTP-Method-Override"},
-	{"X-Http-Method", "X-HTTP-Method"},
-	{"X-Method-Override", "X-Method-Override"},
+	{"x-http-method-override", "X-HTTP-Method-Override"},
+	{"x-http-method", "X-HTTP-Method"},
+	{"x-method-override", "X-Method-Override"},
+	{"", "the _method query parameter"}, // Laravel, Express's method-override
 }
 
 // methodOverrides returns the override headers' values, looking them up once.
 func (in *input) methodOverrides() *[len(overrideHeaders)][]string {
 	if !in.overridesLooked {
 		in.overridesLooked = true
-		for i, h := range overrideHeaders {
-			in.overrides[i] = in.Header[h.key]
+		// Header names compared case-insensitively and with '_' as '-':
+		// CGI-style servers read X_HTTP_Method_Override as the same name.
+		for k, vals := range in.Header {
+			for i, h := range overrideHeaders {
+				if h.key == "" || !sameHeaderName(k, h.key) {
+					continue
+				}
+				if in.overrides[i] == nil {
+					in.overrides[i] = vals
+				} else {
+					in.overrides[i] = append(slices.Clip(in.overrides[i]), vals...)
+				}
+			}
+		}
+		if strings.Contains(in.Query, "_method") {
+			if q, err := url.ParseQuery(in.Query); err == nil {
+				in.overrides[len(overrideHeaders)-1] = q["_method"]
+			}
 		}
 	}
 	return &in.overrides
@@ -411,7 +433,54 @@ func prepare(r *Request) input {
 	if c := cleanPath(r.Path); c != r.Path {
 		in.clean = c
 	}
+	if a := lenientPath(r.Path); a != r.Path && a != in.clean {
+		in.lenient = a
+	}
 	return in
+}
+
+// sameHeaderName compares a header name with a lower-case one, ignoring
+// ASCII case and reading '_' as '-', without allocating.
+func sameHeaderName(k, lower string) bool {
+	if len(k) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lenientPath is p as servers that forgive more route it: ";params"
+// dropped from each segment (Tomcat, Spring), '\\' read as '/' (IIS and
+// others), then cleaned, and a trailing slash dropped (Express, Rails).
+func lenientPath(p string) string {
+	if !strings.ContainsAny(p, ";\\") && (len(p) < 2 || !strings.HasSuffix(p, "/")) {
+		return p
+	}
+	p = strings.ReplaceAll(p, "\\", "/")
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			segs[i] = seg[:j]
+		}
+	}
+	p = cleanPath(strings.Join(segs, "/"))
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+		if p == "" {
+			p = "/"
+		}
+	}
+	return p
 }
 
 // cleanPath resolves what a server might: repeated slashes, "." and ".."

@@ -95,6 +95,9 @@ func TestBodyRulesSeeTheDecodedBody(t *testing.T) {
 		{"UTF-16BE by charset", "Content-Type: text/plain; charset=utf-16be", utf16(t, "DROP TABLE users", unicode.BigEndian, unicode.IgnoreBOM), utf16(t, "DROP CHAIR users", unicode.BigEndian, unicode.IgnoreBOM)},
 		{"multipart base64", "Content-Type: multipart/form-data; boundary=b", mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP TABLE users")))(""), mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP CHAIR users")))("")},
 		{"multipart quoted-printable", "Content-Type: multipart/form-data; boundary=b", mp("quoted-printable", "=44ROP=20TABLE users")(""), mp("quoted-printable", "=44ROP=20CHAIR users")("")},
+		{"JSON in single quotes", "Content-Type: application/json", []byte(`{'q':'\u0044ROP TABLE users'}`), []byte(`{'q':'\u0044ROP CHAIR users'}`)},
+		{"JSON with a comment holding a quote", "Content-Type: application/json", []byte(`{"x": /* " */ "\u0044ROP TABLE users"}`), []byte(`{"x": /* " */ "\u0044ROP CHAIR users"}`)},
+		{"JSON in shift_jis", "Content-Type: application/json; charset=shift_jis", []byte("{\"a\":\"\x81\\\", \"q\":\"\\u0044ROP TABLE users\"}"), []byte("{\"a\":\"\x81\\\", \"q\":\"\\u0044ROP CHAIR users\"}")},
 		{"after the first MiB", "Content-Type: text/plain", []byte(strings.Repeat("a ", 600<<10) + "DROP TABLE users"), []byte(strings.Repeat("a ", 600<<10) + "DROP CHAIR users")},
 	}
 	send := func(hdrs string, data []byte) int {
@@ -140,6 +143,8 @@ func TestUninspectableBodies(t *testing.T) {
 		"decompression bomb": {"Content-Encoding: gzip", bomb},
 		"over max_body":      {"Content-Type: text/plain", bytes.Repeat([]byte("a"), 9<<20)},
 		"corrupt gzip":       {"Content-Encoding: gzip", []byte("not gzip at all")},
+		"XML entities":       {"Content-Type: application/xml", []byte(`<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "DR"><!ENTITY b "OP TABLE users">]><q>&a;&b;</q>`)},
+		"two boundaries":     {"Content-Type: multipart/form-data; boundary=AAA; boundary=BBB", []byte("--AAA\r\nContent-Type: text/plain\r\n\r\nhi\r\n--AAA--\r\n")},
 	} {
 		raw := fmt.Sprintf("POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\n%s\r\nContent-Length: %d\r\n\r\n", c.hdrs, len(c.data)) + string(c.data)
 		resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
@@ -161,14 +166,18 @@ func TestUninspectableBodies(t *testing.T) {
 func TestMethodOverrideHeaders(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules)})
-	for _, hdr := range []string{"X-HTTP-Method-Override: DELETE", "X-HTTP-Method: delete", "X-Method-Override: PATCH, DELETE"} {
+	for _, hdr := range []string{"X-HTTP-Method-Override: DELETE", "X-HTTP-Method: delete", "X-Method-Override: PATCH, DELETE", "X_HTTP_Method_Override: DELETE"} {
 		raw := "POST /v1/records/42 HTTP/1.1\r\nHost: openai.example.com\r\n" + hdr + "\r\nContent-Length: 0\r\n\r\n"
 		resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
 		if resp.StatusCode != 403 || refusalOf(t, resp).Rule != "no-deletes" {
 			t.Errorf("%s: %d", hdr, resp.StatusCode)
 		}
 	}
-	raw := "POST /v1/records/42 HTTP/1.1\r\nHost: openai.example.com\r\nX-HTTP-Method-Override: PATCH\r\nContent-Length: 0\r\n\r\n"
+	raw := "POST /v1/records/42?_method=DELETE HTTP/1.1\r\nHost: openai.example.com\r\nContent-Length: 0\r\n\r\n"
+	if resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw); resp.StatusCode != 403 {
+		t.Errorf("_method in the query: %d", resp.StatusCode)
+	}
+	raw = "POST /v1/records/42 HTTP/1.1\r\nHost: openai.example.com\r\nX-HTTP-Method-Override: PATCH\r\nContent-Length: 0\r\n\r\n"
 	if resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw); resp.StatusCode != 200 {
 		t.Errorf("control: %d", resp.StatusCode)
 	}
@@ -205,5 +214,26 @@ func TestBodyMemoryIsBounded(t *testing.T) {
 	resp = rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
 	if resp.StatusCode != 403 || refusalOf(t, resp).Error != errPolicy {
 		t.Errorf("after the memory came back: %d %s", resp.StatusCode, resp.Header.Get("X-Crewgate-Error"))
+	}
+}
+
+// TestPathRulesSeeLenientPaths: servers route ";params", backslashes and a
+// trailing slash to the same handler, so path rules must too.
+func TestPathRulesSeeLenientPaths(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, `  - {name: no-admin, action: deny, match: {path: "/v1/admin/*"}}
+  - {name: no-deploy, action: deny, match: {path: "/v1/deploy"}}
+`)})
+	for _, path := range []string{"/v1/admin;x/keys", "/v1/admin;/keys", "/v1%5cadmin/keys", "/v1/deploy/", "/v1/deploy;jsessionid=1"} {
+		raw := "GET " + path + " HTTP/1.1\r\nHost: openai.example.com\r\n\r\n"
+		if resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw); resp.StatusCode != 403 {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	if resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", "GET /v1/administrators HTTP/1.1\r\nHost: openai.example.com\r\n\r\n"); resp.StatusCode != 200 {
+		t.Errorf("control: %d", resp.StatusCode)
+	}
+	if n := len(up.requests()); n != 1 {
+		t.Errorf("the upstream got %d requests, want the control only", n)
 	}
 }

@@ -172,11 +172,11 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 	}
 
 	o.step = StepRules
-	preq := &policy.Request{Method: req.Method, Host: o.dest.Host, Path: req.URL.Path, Header: req.Header}
+	preq := &policy.Request{Method: req.Method, Host: o.dest.Host, Path: req.URL.Path, Header: req.Header, Query: req.URL.RawQuery}
 	if k == kindConnect {
 		// A tunnel shows crewgate its host only: rules see CONNECT, the
 		// host and an empty body.
-		preq.Method, preq.Path, preq.Header = http.MethodConnect, "", http.Header{}
+		preq.Method, preq.Path, preq.Header, preq.Query = http.MethodConnect, "", http.Header{}, ""
 		preq.Body, _ = p.cfg.Policy.ViewBody(preq.Header, nil)
 	}
 	p.rules(preq, m, &o)

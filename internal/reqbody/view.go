@@ -80,8 +80,13 @@ func lenientMediaType(ct string) (string, map[string]string) {
 	for p := range strings.SplitSeq(rest, ";") {
 		k, val, ok := strings.Cut(p, "=")
 		k = strings.ToLower(strings.TrimSpace(k))
-		if _, dup := params[k]; ok && k != "" && !dup {
-			params[k] = strings.Trim(strings.TrimSpace(val), `"`)
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		if prev, dup := params[k]; ok && k != "" && !dup {
+			params[k] = val
+		} else if dup && k == "boundary" && prev != val {
+			// Servers differ on which one wins: nobody can say where the
+			// parts are.
+			params[k] = ambiguousBoundary
 		}
 	}
 	return strings.ToLower(strings.TrimSpace(typ)), params
@@ -150,6 +155,17 @@ func (v *View) valuesOf(b []byte, fs format) error {
 	}
 	if json {
 		if err := v.jsonStrings(b); err != nil {
+			return err
+		}
+	}
+	// A lenient parser (single quotes, comments, a multibyte charset that
+	// swallows a backslash) may place string boundaries where the lexical
+	// scan does not: the whole text with every escape decoded is a value
+	// too, wherever the quotes are.
+	if bytes.Contains(b, []byte(`\u`)) {
+		s := len(v.values)
+		v.values = appendJSONUnescaped(v.values, b)
+		if err := v.endValue(s, JSONString); err != nil {
 			return err
 		}
 	}
@@ -331,6 +347,11 @@ func appendFormUnescaped(dst, s []byte) []byte {
 // xmlValues adds the character data and attribute values of an XML body,
 // entities resolved (HTML's named ones too), up to the first error.
 func (v *View) xmlValues(b []byte) error {
+	// Go's reader does not expand entities a DOCTYPE declares; libxml2,
+	// Java and .NET do, so their text is not what crewgate would read.
+	if bytes.Contains(b, []byte("<!ENTITY")) {
+		return uninspectable("XML body declares entities (<!ENTITY), which crewgate does not expand")
+	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = false
 	d.Entity = xml.HTMLEntity
@@ -362,8 +383,13 @@ func (v *View) xmlValues(b []byte) error {
 // multipart adds each part of a multipart body: its Content-Disposition
 // name and filename, its body after the Content-Transfer-Encoding, and that
 // body's own readings and values.
+// ambiguousBoundary marks a Content-Type with two different boundaries.
+const ambiguousBoundary = "\x00"
+
 func (v *View) multipart(body []byte, boundary string, depth int) error {
 	switch {
+	case boundary == ambiguousBoundary:
+		return uninspectable("multipart body names two different boundaries")
 	case boundary == "":
 		return uninspectable("multipart body without a boundary parameter")
 	case depth >= maxDepth:
