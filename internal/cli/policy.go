@@ -21,6 +21,7 @@ import (
 	"github.com/crewgate/crewgate/internal/identity"
 	"github.com/crewgate/crewgate/internal/policy"
 	"github.com/crewgate/crewgate/internal/proxy"
+	"github.com/crewgate/crewgate/internal/session"
 )
 
 const policyHint = "fix it, then run 'crewgate policy check' again"
@@ -244,7 +245,7 @@ func explainProxy(cfg *config.Config, pol *policy.Policy, id *identity.Identity)
 	var ups []proxy.Upstream
 	var hosts []string
 	for _, u := range cfg.Upstreams {
-		pu, err := routeOf(cfg, u)
+		pu, err := session.RouteOf(cfg, u)
 		if err != nil {
 			return nil, err
 		}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
@@ -23,7 +22,6 @@ import (
 	"github.com/crewgate/crewgate/internal/config"
 	"github.com/crewgate/crewgate/internal/creds"
 	"github.com/crewgate/crewgate/internal/identity"
-	"github.com/crewgate/crewgate/internal/mask"
 	"github.com/crewgate/crewgate/internal/policy"
 	"github.com/crewgate/crewgate/internal/proxy"
 	"github.com/crewgate/crewgate/internal/runner"
@@ -93,18 +91,13 @@ func runRun(ctx context.Context, opts *runOptions, cfg *config.Config) error {
 	if _, err := policy.Compile(cfg); err != nil {
 		return err
 	}
-	ups, err := buildUpstreams(ctx, f, cfg)
-	if err != nil {
-		return err
-	}
 	// The identity feeds policy conditions, prompts and the log; a run
 	// without an oidc upstream may have none.
 	id, _ := identity.LoadCache(cfg.IdentityFile())
 
 	run, err := session.Start(ctx, session.Options{
 		Config: cfg, ID: sessionID, Args: opts.args, Env: os.Environ(), Logger: slog.Default(),
-		Upstreams: ups.upstreams, Placeholders: ups.placeholders, Secrets: ups.secrets,
-		Identity: id, Version: versionString(),
+		Credentials: runCredentials{f, cfg}, Identity: id, Version: versionString(),
 		Warn: func(err error) { fmt.Fprintf(f.errOut, "crewgate: %v\n", err) },
 	})
 	if err != nil {
@@ -248,81 +241,28 @@ type silentExit int
 
 func (s silentExit) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
-// runUpstreams is what the config's upstreams become for one run.
-type runUpstreams struct {
-	upstreams    []proxy.Upstream
-	placeholders map[string]string // env var -> placeholder
-	secrets      []string          // static secret values, kept out of the child's environment
+// runCredentials opens credential sources with the factory's keyring and
+// identity provider, with the commands that fix what is missing.
+type runCredentials struct {
+	f   *factory
+	cfg *config.Config
 }
 
-// routeOf is what the proxy needs of an upstream besides its credential.
-func routeOf(cfg *config.Config, u config.Upstream) (proxy.Upstream, error) {
-	pu := proxy.Upstream{
-		Name:         u.Name,
-		Hosts:        u.Hosts,
-		Header:       u.Credential.Header,
-		Format:       u.Credential.Format,
-		Address:      u.Address,
-		ResponseMask: maskConfig(cfg, u.Mask.Response),
+func (c runCredentials) Secret(upstream, name string) (proxy.CredentialSource, error) {
+	store, err := c.f.tokenStore(c.cfg, "keyring")
+	if err != nil {
+		return nil, err
 	}
-	if len(u.Mask.Request) > 0 {
-		mc := maskConfig(cfg, u.Mask.Request)
-		pu.RequestMask = &mc
+	src, err := creds.Secret(store, c.cfg.SecretAccount(name), name)
+	if err != nil {
+		return nil, &exitError{code: exitFailure, what: "run: upstream " + upstream, err: err,
+			hint: "store it with 'crewgate secret set " + name + "'"}
 	}
-	if u.CAFile != "" {
-		pool, err := rootsWith(u.CAFile)
-		if err != nil {
-			return pu, &exitError{code: exitConfig, what: "upstream " + u.Name + ": ca_file", err: err}
-		}
-		pu.RootCAs = pool
-	}
-	return pu, nil
+	return src, nil
 }
 
-// buildUpstreams checks every credential before the child starts, so a
-// missing secret or a dead login stops the run with the command that fixes it.
-func buildUpstreams(ctx context.Context, f *factory, cfg *config.Config) (*runUpstreams, error) {
-	out := &runUpstreams{placeholders: map[string]string{}}
-	var login *creds.Session
-	for _, u := range cfg.Upstreams {
-		pu, err := routeOf(cfg, u)
-		if err != nil {
-			return nil, err
-		}
-		switch u.Credential.Source {
-		case "secret":
-			store, err := f.tokenStore(cfg, "keyring")
-			if err != nil {
-				return nil, err
-			}
-			src, err := creds.Secret(store, cfg.SecretAccount(u.Credential.Secret), u.Credential.Secret)
-			if err != nil {
-				return nil, &exitError{code: exitFailure, what: "run: upstream " + u.Name, err: err,
-					hint: "store it with 'crewgate secret set " + u.Credential.Secret + "'"}
-			}
-			pu.Source = src
-			if v, err := src.Token(ctx); err == nil {
-				out.secrets = append(out.secrets, v)
-			}
-		case "oidc":
-			if login == nil {
-				s, err := openLogin(ctx, f, cfg)
-				if err != nil {
-					return nil, err
-				}
-				login = s
-			}
-			pu.Source = login.OIDC(u.Credential.Scopes, u.Credential.Audience, u.Credential.Exchange)
-		}
-		if len(u.Env) > 0 {
-			pu.Placeholder = "crewgate-" + u.Name + "-placeholder-" + randomHex(8)
-			for _, name := range u.Env {
-				out.placeholders[name] = pu.Placeholder
-			}
-		}
-		out.upstreams = append(out.upstreams, pu)
-	}
-	return out, nil
+func (c runCredentials) Login(ctx context.Context) (*creds.Session, error) {
+	return openLogin(ctx, c.f, c.cfg)
 }
 
 // openLogin opens the login that oidc upstreams share and checks it works.
@@ -369,35 +309,6 @@ func keyringOrProviderHint(err error) string {
 		return h.Hint()
 	}
 	return "check your network and the provider; the crew was not started"
-}
-
-// maskConfig is the masking configuration of one direction of an upstream:
-// the global settings with the upstream's own detector list when it has one.
-func maskConfig(cfg *config.Config, detectors []string) mask.Config {
-	mc := mask.Config{Detectors: cfg.Mask.Detectors, JSONFields: cfg.Mask.JSONFields, Replacement: cfg.Mask.Replacement}
-	if len(detectors) > 0 {
-		mc.Detectors = detectors
-	}
-	for _, c := range cfg.Mask.Custom {
-		mc.Custom = append(mc.Custom, mask.Custom{Name: c.Name, Pattern: c.Pattern})
-	}
-	return mc
-}
-
-// rootsWith is the system roots plus the certificates in file.
-func rootsWith(file string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", file)
-	}
-	return pool, nil
 }
 
 // newSessionID is short, unique and sorts by time: 48 bits of milliseconds

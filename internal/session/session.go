@@ -42,14 +42,10 @@ type Options struct {
 	// crewgate's own HTTPS_PROXY and CA variables are read from it.
 	Env    []string
 	Logger *slog.Logger
-	// Upstreams carry their credential sources; Placeholders (variable ->
-	// placeholder) and Secrets (values kept out of the crew's environment)
-	// come with them.
-	Upstreams    []proxy.Upstream
-	Placeholders map[string]string
-	Secrets      []string
-	Identity     *identity.Identity // nil when nobody is logged in
-	Version      string             // crewgate's, for the log
+	// Credentials opens the upstreams' credential sources.
+	Credentials Credentials
+	Identity    *identity.Identity // nil when nobody is logged in
+	Version     string             // crewgate's, for the log
 	// Warn reports trouble that does not stop the run (the audit copy,
 	// the control socket).
 	Warn func(error)
@@ -94,7 +90,8 @@ type Run struct {
 	warn   func(error)
 }
 
-// Start assembles and starts the run. On error nothing is left running.
+// Start assembles and starts the run: every credential is checked before
+// anything else starts. On error nothing is left running.
 func Start(ctx context.Context, o Options) (_ *Run, err error) {
 	cfg := o.Config
 	if o.Logger == nil {
@@ -106,6 +103,11 @@ func Start(ctx context.Context, o Options) (_ *Run, err error) {
 	pol, err := policy.Compile(cfg)
 	if err != nil {
 		return nil, err // a *config.Error with file:line
+	}
+
+	ups, err := buildUpstreams(ctx, cfg, o.Credentials)
+	if err != nil {
+		return nil, err
 	}
 
 	r := &Run{ID: o.ID, warn: o.Warn}
@@ -186,7 +188,7 @@ func Start(ctx context.Context, o Options) (_ *Run, err error) {
 
 	credential := randomString(32)
 	r.Proxy, err = proxy.New(proxy.Config{
-		Upstreams:     o.Upstreams,
+		Upstreams:     ups.list,
 		DefaultAction: cfg.DefaultAction,
 		CA:            sessionCA,
 		Credential:    credential,
@@ -214,11 +216,11 @@ func Start(ctx context.Context, o Options) (_ *Run, err error) {
 		ProxyURL:     r.ProxyURL,
 		CABundle:     r.bundle.File,
 		Session:      o.ID,
-		Placeholders: o.Placeholders,
+		Placeholders: ups.placeholders,
 		KeepEnv:      cfg.KeepEnv,
-		Secrets:      o.Secrets,
+		Secrets:      ups.secrets,
 	})
-	o.Logger.Debug("session started", "session", o.ID, "proxy", ln.Addr().String(), "upstreams", len(o.Upstreams))
+	o.Logger.Debug("session started", "session", o.ID, "proxy", ln.Addr().String(), "upstreams", len(ups.list))
 	return r, nil
 }
 
