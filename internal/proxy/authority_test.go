@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -398,5 +399,26 @@ func TestBoundsInsideTunnels(t *testing.T) {
 	// Control: a normal request on a new intercepted connection still works.
 	if resp, _ := get(t, h.client, "https://openai.example.com/v1/models"); resp.StatusCode != 200 {
 		t.Errorf("control: %d", resp.StatusCode)
+	}
+}
+
+// TestPlainHTTPHostHeaderNeverLeaves: Go's server drops a Host header that
+// disagrees with an absolute-form target before crewgate sees it, so the
+// request goes to the target's authority and the crew's Host goes nowhere.
+func TestPlainHTTPHostHeaderNeverLeaves(t *testing.T) {
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = append(seen, r.Host) }))
+	t.Cleanup(srv.Close)
+	h := start(t, Config{DefaultAction: "tunnel"})
+	c, err := net.Dial("tcp", h.url.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pw, _ := h.url.User.Password()
+	target := strings.TrimPrefix(srv.URL, "http://")
+	resp := writeRaw(t, c, "GET http://"+target+"/x HTTP/1.1\r\nHost: evil.test\r\nProxy-Authorization: Basic "+basic("crewgate", pw)+"\r\n\r\n")
+	if resp.StatusCode != 200 || len(seen) != 1 || seen[0] != target {
+		t.Errorf("status %d, the server saw Host %q, want %q", resp.StatusCode, seen, target)
 	}
 }
