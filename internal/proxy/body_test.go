@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/text/encoding/unicode"
+
+	"github.com/crewgate/crewgate/internal/approval"
 )
 
 const bodyRules = `  - name: no-drop-table
@@ -235,5 +238,35 @@ func TestPathRulesSeeLenientPaths(t *testing.T) {
 	}
 	if n := len(up.requests()); n != 1 {
 		t.Errorf("the upstream got %d requests, want the control only", n)
+	}
+}
+
+// blockingApprover holds every request until release is closed.
+type blockingApprover struct{ asked, release chan struct{} }
+
+func (b *blockingApprover) Ask(ctx context.Context, _ approval.Request) approval.Verdict {
+	b.asked <- struct{}{}
+	<-b.release
+	return approval.Verdict{How: approval.HowDenied, By: "terminal"}
+}
+
+// TestApprovalDoesNotHoldBodyMemory: a crew that parks requests at an
+// approval prompt (which may wait minutes) must not starve the memory other
+// bodies need: the view is let go once the rules have run.
+func TestApprovalDoesNotHoldBodyMemory(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	ap := &blockingApprover{asked: make(chan struct{}, 1), release: make(chan struct{})}
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Approver: ap, BodyMemory: 1 << 20,
+		Policy: compileRules(t, "  - {name: ask-sql, action: approve, match: {body: 'UPDATE'}}\n"+bodyRules)})
+	parked := tunnelTLS(t, h, "openai.example.com:443", "openai.example.com")
+	body := "UPDATE " + strings.Repeat("a", 600000)
+	go io.WriteString(parked, fmt.Sprintf("POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	<-ap.asked // the first request waits for a human, its body read
+	defer close(ap.release)
+
+	raw := "POST /v1/sql HTTP/1.1\r\nHost: openai.example.com\r\nContent-Length: 10\r\n\r\nDROP TABLE"
+	resp := rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", raw)
+	if resp.StatusCode != 403 || refusalOf(t, resp).Error != errPolicy {
+		t.Errorf("while an approval waits: %d %s, want the rule's own deny", resp.StatusCode, resp.Header.Get("X-Crewgate-Error"))
 	}
 }

@@ -98,33 +98,34 @@ type reqState struct {
 
 	prefixRead bool
 	body       []byte        // the first bytes of the request body, as read by prefix
-	truncated  bool          // the body is longer than body
+	ended      bool          // body is all of it
 	crew       io.ReadCloser // the crew's own body, read up to len(body)
 }
 
 // prefix returns the first n bytes of the request body (fewer when it is
-// shorter), reading only what earlier calls did not, and puts them back in
-// front of the rest so the upstream still gets all of it as sent.
-// truncated reports that the body is longer than what was read.
-func (st *reqState) prefix(req *http.Request, n int) (body []byte, truncated bool) {
-	if st.prefixRead && (!st.truncated || len(st.body) > n) {
-		return st.body[:min(n, len(st.body))], len(st.body) > n || st.truncated && len(st.body) == n
-	}
+// shorter) and whether there is more, reading only what earlier calls did
+// not; what was read is put back in front of the rest, so the upstream
+// still gets the body as sent.
+func (st *reqState) prefix(req *http.Request, n int) (body []byte, more bool) {
 	if !st.prefixRead {
 		st.prefixRead = true
 		if req.Body == nil || req.Body == http.NoBody {
+			st.ended = true
 			return nil, false
 		}
 		st.crew = req.Body
 	}
-	more, _ := io.ReadAll(io.LimitReader(st.crew, int64(n-len(st.body))+1))
-	st.body = append(st.body, more...)
-	st.truncated = len(st.body) > n
-	req.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(st.body), st.crew), st.crew}
-	return st.body[:min(n, len(st.body))], st.truncated
+	if !st.ended && len(st.body) <= n {
+		// One byte past n says whether there is more.
+		rest, _ := io.ReadAll(io.LimitReader(st.crew, int64(n+1-len(st.body))))
+		st.body = append(st.body, rest...)
+		st.ended = len(st.body) <= n
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(st.body), st.crew), st.crew}
+	}
+	return st.body[:min(n, len(st.body))], len(st.body) > n || !st.ended
 }
 
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
@@ -263,17 +264,27 @@ func (p *Proxy) foreignFor(to *route) []*route {
 	return p.foreign
 }
 
-// leakedPlaceholder returns the name of an upstream whose placeholder the
-// request carries although it goes elsewhere: in its URL or headers, or in
-// body (the part of the body read, nil when not read).
-func (p *Proxy) leakedPlaceholder(req *http.Request, to *route, body []byte) string {
+// placeholderIn returns the name of an upstream whose placeholder the
+// request's URL or headers carry although it goes elsewhere (to is nil for
+// a host no upstream claims).
+func (p *Proxy) placeholderIn(req *http.Request, to *route) string {
 	foreign := p.foreignFor(to)
 	if len(foreign) == 0 {
 		return ""
 	}
 	url := req.URL.String()
 	for _, r := range foreign {
-		if strings.Contains(url, r.Placeholder) || bytes.Contains(body, []byte(r.Placeholder)) || headersHold(req.Header, r.Placeholder) {
+		if strings.Contains(url, r.Placeholder) || headersHold(req.Header, r.Placeholder) {
+			return r.Name
+		}
+	}
+	return ""
+}
+
+// placeholderInBody is placeholderIn for the part of the body read.
+func (p *Proxy) placeholderInBody(body []byte, to *route) string {
+	for _, r := range p.foreignFor(to) {
+		if bytes.Contains(body, []byte(r.Placeholder)) {
 			return r.Name
 		}
 	}

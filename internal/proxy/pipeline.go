@@ -86,10 +86,17 @@ type refused struct {
 	leaked             string // for a placeholder leak: the upstream whose placeholder it was
 }
 
-func (o *outcome) refuse(step Step, code int, kind, rule, reason string) outcome {
-	o.step = step
+// refuse ends the outcome at its current step with a refusal.
+func (o *outcome) refuse(code int, kind, rule, reason string) outcome {
 	o.refusal = &refused{code: code, kind: kind, rule: rule, reason: reason}
 	return *o
+}
+
+func (o *outcome) leak(upstream string) outcome {
+	r := o.refuse(http.StatusForbidden, errLeak, "placeholder",
+		"the request carries the placeholder of upstream "+upstream+", which belongs to its own host only")
+	r.refusal.leaked = upstream
+	return r
 }
 
 // pipeline decides req. For kindIntercepted, mc is the connection's fixed
@@ -107,46 +114,16 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 	o.step = StepAuth
 	if k != kindIntercepted && m == live {
 		if !p.authorized(req.Header) {
-			return o.refuse(StepAuth, http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
+			return o.refuse(http.StatusProxyAuthRequired, errProxyAuth, "", "send the proxy credential from HTTP_PROXY")
 		}
 		req.Header.Del("Proxy-Authorization")
 	}
 
-	o.step, o.via = StepRoute, audit.RouteRefused
+	o.step = StepRoute
 	if k == kindIntercepted {
 		o.dest, o.route, o.via = mc.authority, mc.route, audit.RouteIntercept
-	} else {
-		a, err := authority.Parse(req.URL.Host, defPort)
-		if err != nil {
-			return o.refuse(StepRoute, http.StatusBadRequest, errBadAuthority, "", err.Error())
-		}
-		o.dest = a
-		if o.route, o.pattern = p.match(a, defPort); o.route != nil {
-			o.via = audit.RouteIntercept
-		} else if p.cfg.DefaultAction == "deny" {
-			return o.refuse(StepRoute, http.StatusForbidden, errEgress, "default_action", a.Host+" is not a configured upstream and default_action is deny")
-		}
-		// An upstream's configured address is trusted; anything else is
-		// checked now, before a rule or a human is asked about it.
-		// A name that does not resolve now is not refused here: the dial
-		// resolves and checks it again, and fails as unreachable.
-		if o.route == nil || o.route.Address == "" {
-			ips, err := p.allowedIPs(ctx, a.Host)
-			switch {
-			case errors.Is(err, errDeniedAddress):
-				return o.refuse(StepRoute, http.StatusForbidden, errAddress, "", err.Error())
-			case err != nil:
-				o.unresolved = err
-			default:
-				o.ips = ips
-			}
-		}
-		if o.route == nil {
-			o.via = audit.RouteDirect
-			if k == kindConnect {
-				o.via = audit.RouteTunnel
-			}
-		}
+	} else if !p.routeStep(ctx, req, k, defPort, &o) {
+		return o
 	}
 	if k == kindConnect && o.route != nil {
 		return o // intercepted: the requests inside are decided one by one
@@ -155,76 +132,36 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 	if k != kindConnect {
 		o.step = StepAuthority
 		if err := sameAuthority(req, o.dest, defPort); err != nil {
-			return o.refuse(StepAuthority, http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
+			return o.refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
 		}
 		o.step = StepLeak
-		if other := p.leakedPlaceholder(req, o.route, nil); other != "" {
+		if other := p.placeholderIn(req, o.route); other != "" {
 			return o.leak(other)
 		}
-	}
-
-	o.step = StepBody
-	if k != kindConnect && (p.cfg.Recorder != nil || len(p.foreignFor(o.route)) > 0) {
-		body, _ := st.prefix(req, logPrefix)
-		if other := p.leakedPlaceholder(req, o.route, body); other != "" {
-			return o.leak(other)
+		o.step = StepBody
+		if p.cfg.Recorder != nil || len(p.foreignFor(o.route)) > 0 {
+			body, _ := st.prefix(req, logPrefix)
+			if other := p.placeholderInBody(body, o.route); other != "" {
+				return o.leak(other)
+			}
 		}
 	}
 
 	o.step = StepRules
-	preq := &policy.Request{Method: req.Method, Host: o.dest.Host, Path: req.URL.Path, Header: req.Header, Query: req.URL.RawQuery}
-	if k == kindConnect {
-		// A tunnel shows crewgate its host only: rules see CONNECT, the
-		// host and an empty body.
-		preq.Method, preq.Path, preq.Header, preq.Query = http.MethodConnect, "", http.Header{}, ""
-		preq.Body, _ = p.cfg.Policy.ViewBody(preq.Header, nil)
-	}
-	p.rules(preq, m, &o)
-	if o.decision.NeedsBody {
-		// A rule in reach reads the body: read it now (once more than
-		// the log needed, never twice the same bytes), as the upstream
-		// will understand it.
-		o.step = StepBody
-		n := p.bodyCost(req)
-		if !p.reserve(ctx, n) {
-			return o.refuse(StepBody, http.StatusForbidden, errUninspectable, o.decision.Rule,
-				"rule "+o.decision.Rule+" must read the request body, and crewgate's memory for bodies (mask.memory) stayed full for "+bodyWait.String()+"; try again")
-		}
-		defer p.bodies.Release(n)
-		raw, _ := st.prefix(req, p.cfg.Policy.MaxBody()+1)
-		view, err := p.cfg.Policy.ViewBody(req.Header, raw)
-		if err != nil {
-			if !p.cfg.Policy.AllowOversize() {
-				return o.refuse(StepBody, http.StatusForbidden, errUninspectable, o.decision.Rule,
-					"rule "+o.decision.Rule+" must read the request body, and it cannot be read: "+err.Error()+
-						" (policy.oversize: allow lets such bodies through, audited)")
-			}
-			o.note = "policy.oversize allow: " + err.Error()
-		}
-		if other := p.leakedPlaceholder(req, o.route, raw); other != "" {
-			return o.leak(other)
-		}
-		preq.Body = view
-		o.step = StepRules
-		p.rules(preq, m, &o)
-	}
-	if o.decision.Action == policy.Deny {
-		reason := o.decision.Reason
-		if reason == "" {
-			reason = "denied by rule " + o.decision.Rule
-		}
-		return o.refuse(StepRules, http.StatusForbidden, errPolicy, o.decision.Rule, reason)
+	if !p.rulesStep(ctx, req, k, st, m, &o) {
+		return o
 	}
 
 	// The credential is fetched before a human is asked: asking about a
 	// request that cannot go out wastes the human's attention.
 	if o.route != nil && o.route.Source != nil && m == live {
+		o.step = StepInject
 		token, err := o.route.Source.Token(ctx)
 		switch {
 		case errors.Is(err, creds.ErrLoginRequired):
-			return o.refuse(StepInject, http.StatusBadGateway, errLogin, "", "the login has expired: run 'crewgate login', then restart the crew")
+			return o.refuse(http.StatusBadGateway, errLogin, "", "the login has expired: run 'crewgate login', then restart the crew")
 		case err != nil:
-			return o.refuse(StepInject, http.StatusBadGateway, errToken, "", "no credential for upstream "+o.route.Name+": "+err.Error())
+			return o.refuse(http.StatusBadGateway, errToken, "", "no credential for upstream "+o.route.Name+": "+err.Error())
 		}
 		o.token = token
 	}
@@ -237,18 +174,120 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 		v := p.ask(ctx, req, &o, st)
 		o.approved = &v
 		if !v.Allow {
-			return o.refuse(StepApproval, http.StatusForbidden, approvalKind(v.How), o.decision.Rule, approvalWhy(v.How, o.decision))
+			return o.refuse(http.StatusForbidden, approvalKind(v.How), o.decision.Rule, approvalWhy(v.How, o.decision))
 		}
 	}
 	o.step = StepInject
 	return o
 }
 
-func (o *outcome) leak(upstream string) outcome {
-	r := o.refuse(StepLeak, http.StatusForbidden, errLeak, "placeholder",
-		"the request carries the placeholder of upstream "+upstream+", which belongs to its own host only")
-	r.refusal.leaked = upstream
-	return r
+// routeStep finds the upstream that claims the request's authority, or
+// applies default_action, and checks the addresses it would dial. It
+// reports false when it refused.
+func (p *Proxy) routeStep(ctx context.Context, req *http.Request, k kind, defPort string, o *outcome) bool {
+	o.via = audit.RouteRefused
+	a, err := authority.Parse(req.URL.Host, defPort)
+	if err != nil {
+		o.refuse(http.StatusBadRequest, errBadAuthority, "", err.Error())
+		return false
+	}
+	o.dest = a
+	if o.route, o.pattern = p.match(a, defPort); o.route != nil {
+		o.via = audit.RouteIntercept
+	} else if p.cfg.DefaultAction == "deny" {
+		o.refuse(http.StatusForbidden, errEgress, "default_action", a.Host+" is not a configured upstream and default_action is deny")
+		return false
+	}
+	// An upstream's configured address is trusted; anything else is
+	// checked now, before a rule or a human is asked about it. A name that
+	// does not resolve now is not refused here: the dial resolves and
+	// checks it again, and fails as unreachable.
+	if o.route == nil || o.route.Address == "" {
+		ips, err := p.allowedIPs(ctx, a.Host)
+		switch {
+		case errors.Is(err, errDeniedAddress):
+			o.refuse(http.StatusForbidden, errAddress, "", err.Error())
+			return false
+		case err != nil:
+			o.unresolved = err
+		default:
+			o.ips = ips
+		}
+	}
+	if o.route == nil {
+		o.via = audit.RouteDirect
+		if k == kindConnect {
+			o.via = audit.RouteTunnel
+		}
+	}
+	return true
+}
+
+// rulesStep runs the rules, and when a rule in reach reads the body, reads
+// it (StepBody) as the upstream will understand it and runs them again. It
+// reports false when it refused.
+func (p *Proxy) rulesStep(ctx context.Context, req *http.Request, k kind, st *reqState, m mode, o *outcome) bool {
+	preq := &policy.Request{Method: req.Method, Host: o.dest.Host, Path: req.URL.Path, Header: req.Header, Query: req.URL.RawQuery}
+	if k == kindConnect {
+		// A tunnel shows crewgate its host only: rules see CONNECT, the
+		// host and an empty body.
+		preq.Method, preq.Path, preq.Header, preq.Query = http.MethodConnect, "", http.Header{}, ""
+		preq.Body, _ = p.cfg.Policy.ViewBody(preq.Header, nil)
+	}
+	p.rules(preq, m, o)
+	if o.decision.NeedsBody {
+		o.step = StepBody
+		n := p.bodyCost(req)
+		if !p.reserve(ctx, n) {
+			o.refuse(http.StatusForbidden, errUninspectable, o.decision.Rule,
+				"rule "+o.decision.Rule+" must read the request body, and crewgate's memory for bodies (mask.memory) stayed full for "+bodyWait.String()+"; try again")
+			return false
+		}
+		ok := p.viewBody(req, st, preq, o)
+		if ok {
+			o.step = StepRules
+			p.rules(preq, m, o)
+		}
+		// The view is done with once the rules have run; an approval
+		// that waits minutes must not hold the memory.
+		preq.Body = nil
+		p.bodies.Release(n)
+		if !ok {
+			return false
+		}
+	}
+	if o.decision.Action == policy.Deny {
+		reason := o.decision.Reason
+		if reason == "" {
+			reason = "denied by rule " + o.decision.Rule
+		}
+		o.refuse(http.StatusForbidden, errPolicy, o.decision.Rule, reason)
+		return false
+	}
+	return true
+}
+
+// viewBody reads the body up to max_body and sets preq.Body to its view.
+// It reports false when it refused: a body it cannot read (unless
+// policy.oversize: allow), or a placeholder in what it read.
+func (p *Proxy) viewBody(req *http.Request, st *reqState, preq *policy.Request, o *outcome) bool {
+	raw, _ := st.prefix(req, p.cfg.Policy.MaxBody()+1)
+	view, err := p.cfg.Policy.ViewBody(req.Header, raw)
+	if err != nil {
+		if !p.cfg.Policy.AllowOversize() {
+			o.refuse(http.StatusForbidden, errUninspectable, o.decision.Rule,
+				"rule "+o.decision.Rule+" must read the request body, and it cannot be read: "+err.Error()+
+					" (policy.oversize: allow lets such bodies through, audited)")
+			return false
+		}
+		o.note = "policy.oversize allow: " + err.Error()
+	}
+	if other := p.placeholderInBody(raw, o.route); other != "" {
+		o.leak(other)
+		return false
+	}
+	preq.Body = view
+	return true
 }
 
 // bodyWait is how long a body a rule must read waits for memory.
@@ -298,7 +337,7 @@ func (p *Proxy) ask(ctx context.Context, req *http.Request, o *outcome, st *reqS
 	} else {
 		v = p.cfg.Approver.Ask(ctx, approval.Request{
 			Session: p.cfg.Session, Method: req.Method, URL: redactURL(req.URL), Host: o.dest.Host,
-			Port: port(o.dest), Path: req.URL.Path,
+			Port: port(o.dest), Path: req.URL.EscapedPath(),
 			Rule: o.decision.Rule, Reason: o.decision.Reason, Identity: p.who, Preview: p.previewOf(req, st),
 		})
 	}

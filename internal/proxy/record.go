@@ -62,7 +62,7 @@ func (p *Proxy) requestEvent(req *http.Request, st *reqState, via audit.Route, d
 		tap := audit.NewBodyTap(len(body))
 		tap.Write(body)
 		r.Body = tap.Body()
-		if st.truncated {
+		if !st.ended {
 			// Only a prefix was read before the request went out: its
 			// hash would not be the body's.
 			r.Body.Truncated, r.Body.SHA256, r.Body.Size = true, "", max(req.ContentLength, -1)
