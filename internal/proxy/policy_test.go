@@ -195,3 +195,16 @@ func TestPreviewNeverShowsPartOfASecret(t *testing.T) {
 		}
 	}
 }
+
+// TestApprovalTargetIsTheEscapedPath: a session grant is bound to the path
+// as sent, so a grant for /v1/files/a/b cannot cover /v1/files/a%2Fb, which
+// an upstream may route elsewhere.
+func TestApprovalTargetIsTheEscapedPath(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	ap := &fakeApprover{verdict: approval.Verdict{How: approval.HowDenied}}
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, testRules), Approver: ap})
+	rawInTunnel(t, h, "openai.example.com:443", "openai.example.com", "DELETE /v1/files/a%2Fb HTTP/1.1\r\nHost: openai.example.com\r\n\r\n")
+	if len(ap.asked) != 1 || ap.asked[0].Path != "/v1/files/a%2Fb" || ap.asked[0].Port != 443 {
+		t.Fatalf("asked %+v", ap.asked)
+	}
+}
