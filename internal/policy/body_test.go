@@ -2,9 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"encoding/base64"
 	"errors"
 	"mime/multipart"
@@ -15,38 +12,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/text/encoding/unicode"
 
 	"github.com/crewgate/crewgate/internal/reqbody"
+	"github.com/crewgate/crewgate/internal/testenv"
 )
 
 const dropTableRule = `rules: [{name: no-drop-table, action: deny, match: {body: '(?i)\bdrop\s+table\b'}}]`
-
-func compress(t testing.TB, coding string, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	var w interface {
-		Write([]byte) (int, error)
-		Close() error
-	}
-	switch coding {
-	case "gzip":
-		w = gzip.NewWriter(&buf)
-	case "zlib":
-		w = zlib.NewWriter(&buf)
-	case "flate":
-		w, _ = flate.NewWriter(&buf, flate.BestCompression)
-	case "br":
-		w = brotli.NewWriter(&buf)
-	case "zstd":
-		w, _ = zstd.NewWriter(&buf)
-	}
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
 
 func multipartWith(cte string, body []byte) ([]byte, string) {
 	var buf bytes.Buffer
@@ -81,13 +53,13 @@ func TestPolicyBodyEncodings(t *testing.T) {
 	}{
 		{`JSON DROP\u0020TABLE`, []string{"Content-Type", "application/json"}, []byte(`{"q":"DROP\u0020TABLE t"}`), []byte(`{"q":"DROP\u0020TABLES"}`)},
 		{`JSON \u0044ROP`, []string{"Content-Type", "application/json"}, []byte(`{"q":"\u0044ROP TABLE t"}`), []byte(`{"q":"\u0044ROPS TABLE"}`)},
-		{"gzip", []string{"Content-Encoding", "gzip"}, compress(t, "gzip", []byte(filler+"DROP TABLE t")), compress(t, "gzip", []byte(filler+"DROPS TABLE"))},
-		{"deflate (zlib)", []string{"Content-Encoding", "deflate"}, compress(t, "zlib", []byte(filler+"DROP TABLE t")), compress(t, "zlib", []byte(filler))},
-		{"deflate (raw)", []string{"Content-Encoding", "deflate"}, compress(t, "flate", []byte(filler+"DROP TABLE t")), compress(t, "flate", []byte(filler))},
-		{"br", []string{"Content-Encoding", "br"}, compress(t, "br", []byte(filler+"DROP TABLE t")), compress(t, "br", []byte(filler))},
-		{"zstd", []string{"Content-Encoding", "zstd"}, compress(t, "zstd", []byte(filler+"DROP TABLE t "+filler)), compress(t, "zstd", []byte(filler))},
+		{"gzip", []string{"Content-Encoding", "gzip"}, testenv.Compress("gzip", []byte(filler+"DROP TABLE t")), testenv.Compress("gzip", []byte(filler+"DROPS TABLE"))},
+		{"deflate (zlib)", []string{"Content-Encoding", "deflate"}, testenv.Compress("deflate", []byte(filler+"DROP TABLE t")), testenv.Compress("deflate", []byte(filler))},
+		{"deflate (raw)", []string{"Content-Encoding", "deflate"}, testenv.Compress("raw-deflate", []byte(filler+"DROP TABLE t")), testenv.Compress("raw-deflate", []byte(filler))},
+		{"br", []string{"Content-Encoding", "br"}, testenv.Compress("br", []byte(filler+"DROP TABLE t")), testenv.Compress("br", []byte(filler))},
+		{"zstd", []string{"Content-Encoding", "zstd"}, testenv.Compress("zstd", []byte(filler+"DROP TABLE t "+filler)), testenv.Compress("zstd", []byte(filler))},
 		{"gzip, br stacked", []string{"Content-Encoding", "gzip, br"},
-			compress(t, "br", compress(t, "gzip", []byte(filler+"DROP TABLE t"))), compress(t, "br", compress(t, "gzip", []byte(filler)))},
+			testenv.Compress("br", testenv.Compress("gzip", []byte(filler+"DROP TABLE t"))), testenv.Compress("br", testenv.Compress("gzip", []byte(filler)))},
 		{"form DROP+TABLE", []string{"Content-Type", "application/x-www-form-urlencoded"}, []byte("q=DROP+TABLE+t"), []byte("q=DROP+TABLES")},
 		{"form %44ROP", []string{"Content-Type", "application/x-www-form-urlencoded"}, []byte("q=%44ROP%20TABLE"), []byte("q=%44ROP%20TABLES")},
 		{"multipart base64 part", []string{"Content-Type", b64ct}, b64, b64Clean},

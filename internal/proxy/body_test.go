@@ -3,8 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -15,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/text/encoding/unicode"
 
 	"github.com/crewgate/crewgate/internal/approval"
+	"github.com/crewgate/crewgate/internal/testenv"
 )
 
 const bodyRules = `  - name: no-drop-table
@@ -30,37 +27,6 @@ const bodyRules = `  - name: no-drop-table
     action: deny
     match: {methods: [DELETE]}
 `
-
-func compress(t *testing.T, enc string, s string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	var w io.WriteCloser
-	switch enc {
-	case "gzip":
-		w = gzip.NewWriter(&b)
-	case "deflate":
-		w = zlib.NewWriter(&b)
-	case "br":
-		w = brotli.NewWriter(&b)
-	case "zstd":
-		z, err := zstd.NewWriter(&b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w = z
-	}
-	io.WriteString(w, s)
-	w.Close()
-	return b.Bytes()
-}
-
-func utf16(t *testing.T, s string, e unicode.Endianness, bom unicode.BOMPolicy) []byte {
-	b, err := unicode.UTF16(e, bom).NewEncoder().Bytes([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // TestBodyRulesSeeTheDecodedBody plays the crew: it hides forbidden words
 // in every encoding the upstream understands, inside CONNECT+TLS, and the
@@ -90,12 +56,12 @@ func TestBodyRulesSeeTheDecodedBody(t *testing.T) {
 		{"JSON \\u0044", "Content-Type: application/json", []byte(`{"q":"\u0044ROP TABLE users"}`), []byte(`{"q":"\u0044ROP CHAIR users"}`)},
 		{"form +", "Content-Type: application/x-www-form-urlencoded", []byte("q=DROP+TABLE+users"), []byte("q=DROP+CHAIR+users")},
 		{"form %44", "Content-Type: application/x-www-form-urlencoded", []byte("q=%44ROP%20TABLE"), []byte("q=%44ROP%20CHAIR")},
-		{"gzip", "Content-Encoding: gzip", compress(t, "gzip", "DROP TABLE users"), compress(t, "gzip", "DROP CHAIR users")},
-		{"deflate", "Content-Encoding: deflate", compress(t, "deflate", "DROP TABLE users"), compress(t, "deflate", "DROP CHAIR users")},
-		{"br", "Content-Encoding: br", compress(t, "br", "DROP TABLE users"), compress(t, "br", "DROP CHAIR users")},
-		{"zstd", "Content-Encoding: zstd", compress(t, "zstd", "DROP TABLE users"), compress(t, "zstd", "DROP CHAIR users")},
-		{"UTF-16LE with BOM", "Content-Type: text/plain", utf16(t, "DROP TABLE users", unicode.LittleEndian, unicode.UseBOM), utf16(t, "DROP CHAIR users", unicode.LittleEndian, unicode.UseBOM)},
-		{"UTF-16BE by charset", "Content-Type: text/plain; charset=utf-16be", utf16(t, "DROP TABLE users", unicode.BigEndian, unicode.IgnoreBOM), utf16(t, "DROP CHAIR users", unicode.BigEndian, unicode.IgnoreBOM)},
+		{"gzip", "Content-Encoding: gzip", testenv.Compress("gzip", []byte("DROP TABLE users")), testenv.Compress("gzip", []byte("DROP CHAIR users"))},
+		{"deflate", "Content-Encoding: deflate", testenv.Compress("deflate", []byte("DROP TABLE users")), testenv.Compress("deflate", []byte("DROP CHAIR users"))},
+		{"br", "Content-Encoding: br", testenv.Compress("br", []byte("DROP TABLE users")), testenv.Compress("br", []byte("DROP CHAIR users"))},
+		{"zstd", "Content-Encoding: zstd", testenv.Compress("zstd", []byte("DROP TABLE users")), testenv.Compress("zstd", []byte("DROP CHAIR users"))},
+		{"UTF-16LE with BOM", "Content-Type: text/plain", testenv.UTF16("DROP TABLE users", unicode.LittleEndian, true), testenv.UTF16("DROP CHAIR users", unicode.LittleEndian, true)},
+		{"UTF-16BE by charset", "Content-Type: text/plain; charset=utf-16be", testenv.UTF16("DROP TABLE users", unicode.BigEndian, false), testenv.UTF16("DROP CHAIR users", unicode.BigEndian, false)},
 		{"multipart base64", "Content-Type: multipart/form-data; boundary=b", mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP TABLE users")))(""), mp("base64", base64.StdEncoding.EncodeToString([]byte("DROP CHAIR users")))("")},
 		{"multipart quoted-printable", "Content-Type: multipart/form-data; boundary=b", mp("quoted-printable", "=44ROP=20TABLE users")(""), mp("quoted-printable", "=44ROP=20CHAIR users")("")},
 		{"JSON in single quotes", "Content-Type: application/json", []byte(`{'q':'\u0044ROP TABLE users'}`), []byte(`{'q':'\u0044ROP CHAIR users'}`)},
@@ -137,7 +103,7 @@ func TestBodyRulesSeeTheDecodedBody(t *testing.T) {
 func TestUninspectableBodies(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}, Policy: compileRules(t, bodyRules)})
-	bomb := compress(t, "gzip", strings.Repeat("a", 16<<20))
+	bomb := testenv.Compress("gzip", []byte(strings.Repeat("a", 16<<20)))
 	for name, c := range map[string]struct {
 		hdrs string
 		data []byte

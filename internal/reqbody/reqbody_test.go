@@ -2,9 +2,7 @@ package reqbody
 
 import (
 	"bytes"
-	"compress/flate"
 	"compress/gzip"
-	"compress/zlib"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,10 +16,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/encoding/unicode/utf32"
+
+	"github.com/crewgate/crewgate/internal/testenv"
 )
 
 // dropTable is DESIGN.md's example body rule.
@@ -52,59 +50,19 @@ func hdr(kv ...string) http.Header {
 	return h
 }
 
-func gz(b []byte) []byte {
-	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func gz(b []byte) []byte { return testenv.Compress("gzip", b) }
 
-func zl(b []byte) []byte {
-	var buf bytes.Buffer
-	w := zlib.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func zl(b []byte) []byte { return testenv.Compress("deflate", b) }
 
-func rawDeflate(b []byte) []byte {
-	var buf bytes.Buffer
-	w, _ := flate.NewWriter(&buf, flate.DefaultCompression)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func rawDeflate(b []byte) []byte { return testenv.Compress("raw-deflate", b) }
 
-func br(b []byte) []byte {
-	var buf bytes.Buffer
-	w := brotli.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func br(b []byte) []byte { return testenv.Compress("br", b) }
 
-func zs(b []byte) []byte {
-	var buf bytes.Buffer
-	w, _ := zstd.NewWriter(&buf)
-	w.Write(b)
-	w.Close()
-	return buf.Bytes()
-}
+func zs(b []byte) []byte { return testenv.Compress("zstd", b) }
 
-func utf16le(s string, bom bool) []byte {
-	p := unicode.IgnoreBOM
-	if bom {
-		p = unicode.UseBOM
-	}
-	b, _ := unicode.UTF16(unicode.LittleEndian, p).NewEncoder().Bytes([]byte(s))
-	return b
-}
+func utf16le(s string, bom bool) []byte { return testenv.UTF16(s, unicode.LittleEndian, bom) }
 
-func utf16be(s string) []byte {
-	b, _ := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(s))
-	return b
-}
+func utf16be(s string) []byte { return testenv.UTF16(s, unicode.BigEndian, false) }
 
 func utf32le(s string, bom bool) []byte {
 	p := utf32.IgnoreBOM

@@ -1,4 +1,5 @@
-// Package testenv holds checks that tests share about the machine they run on.
+// Package testenv holds what tests share: checks about the machine they run
+// on, and encoders for the bodies they send.
 package testenv
 
 import (
