@@ -64,6 +64,23 @@ def delete(path):
     except Exception:
         pass
     print("delete %s: %s %s %.1fs" % (path, status, code, time.time() - start), flush=True)
+
+def self_approve(say=False):
+    """Run crewgate approve as the crew would and allow every request it
+    lists for the session; the caller waits for it."""
+    import threading
+    approve = subprocess.Popen([os.environ["`+crewBinVar+`"], "approve", os.environ["CREWGATE_SESSION"]],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def answer():
+        for line in approve.stdout:
+            f = line.split()
+            if len(f) >= 2 and f[0] == "request":
+                if say:
+                    print("crew approve saw", f[1], flush=True)
+                approve.stdin.write("s " + f[1] + "\n")
+                approve.stdin.flush()
+    threading.Thread(target=answer, daemon=True).start()
+    return approve
 `
 
 // deletesWereRefused checks the stand-in never saw a DELETE.
@@ -153,17 +170,8 @@ func TestSelfApproveWithCrewgateApprove(t *testing.T) {
 	goFile := filepath.Join(s.home, "go")
 	crew := filepath.Join(s.home, "crew.py")
 	os.WriteFile(crew, []byte(crewDelete+`
-import sys, threading
-approve = subprocess.Popen([os.environ["`+crewBinVar+`"], "approve", os.environ["CREWGATE_SESSION"]],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-def answer():
-    for line in approve.stdout:
-        f = line.split()
-        if len(f) >= 2 and f[0] == "request":
-            print("crew approve saw", f[1], flush=True)
-            approve.stdin.write("s " + f[1] + "\n")
-            approve.stdin.flush()
-threading.Thread(target=answer, daemon=True).start()
+import sys
+approve = self_approve(say=True)
 time.sleep(0.5)
 delete("/v1/records/42")
 try:
@@ -271,15 +279,7 @@ import sys, threading
 first = threading.Thread(target=delete, args=("/v1/records/42",))
 first.start()
 time.sleep(0.5)
-approve = subprocess.Popen([os.environ["`+crewBinVar+`"], "approve", os.environ["CREWGATE_SESSION"]],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-def answer():
-    for line in approve.stdout:
-        f = line.split()
-        if len(f) >= 2 and f[0] == "request":
-            approve.stdin.write("s " + f[1] + "\n")
-            approve.stdin.flush()
-threading.Thread(target=answer, daemon=True).start()
+approve = self_approve()
 try:
     code = approve.wait(5)
 except subprocess.TimeoutExpired:

@@ -83,7 +83,6 @@ func (p *Proxy) serveMITM(client net.Conn, mc *mitmConn) {
 			}
 		},
 	}
-	srv.SetKeepAlivesEnabled(true)
 	srv.Serve(ln)
 }
 

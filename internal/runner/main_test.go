@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/crewgate/crewgate/internal/testenv"
 )
 
 // helperVar switches the test binary into one of the helper programs below
@@ -21,14 +23,4 @@ var helpers = map[string]func() int{
 	},
 }
 
-func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperVar); mode != "" {
-		h, ok := helpers[mode]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "unknown %s %q\n", helperVar, mode)
-			os.Exit(100)
-		}
-		os.Exit(h())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testenv.Main(m, helperVar, helpers) }

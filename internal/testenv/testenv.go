@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,4 +49,19 @@ func sessionBus() bool {
 		}
 	}
 	return false
+}
+
+// Main is a TestMain that can also be one of helpers: tests re-execute
+// their own binary with env set to a helper's name to run a real child
+// process (a crew, a grandchild, an orphan) without building another one.
+func Main(m *testing.M, env string, helpers map[string]func() int) {
+	if mode := os.Getenv(env); mode != "" {
+		h, ok := helpers[mode]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "unknown %s %q\n", env, mode)
+			os.Exit(100)
+		}
+		os.Exit(h())
+	}
+	os.Exit(m.Run())
 }
