@@ -333,20 +333,6 @@ func TestDeniedAddressForms(t *testing.T) {
 	}
 }
 
-func TestZonedAndNAT64MetadataRefused(t *testing.T) {
-	h := start(t, Config{DefaultAction: "tunnel"})
-	for _, target := range []string{"[fe80::1%25lo]:443", "[64:ff9b::a9fe:a9fe]:443", "[64:ff9b::169.254.169.254]:80"} {
-		resp := rawConnect(t, h, target)
-		if resp.StatusCode != 403 || refusalOf(t, resp).Error != errAddress {
-			t.Errorf("CONNECT %s: %d", target, resp.StatusCode)
-		}
-	}
-	resp, _ := get(t, clientVia(h.url, nil), "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/")
-	if resp.StatusCode != 403 || resp.Header.Get("X-Crewgate-Error") != errAddress {
-		t.Errorf("plain HTTP to NAT64 metadata: %d", resp.StatusCode)
-	}
-}
-
 // TestBoundsInsideTunnels: a huge head inside an intercepted connection is
 // refused (it would otherwise be forwarded with the credential), and a head
 // that trickles in is dropped, as on the outer port.

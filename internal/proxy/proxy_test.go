@@ -272,15 +272,18 @@ func TestRouting(t *testing.T) {
 	})
 	t.Run("metadata", func(t *testing.T) {
 		h := start(t, Config{DefaultAction: "tunnel", Resolver: fakeResolver{"metadata.google.internal": "169.254.169.254"}})
-		for _, target := range []string{"169.254.169.254:80", "[fe80::1]:443", "metadata.google.internal:80"} {
+		for _, target := range []string{"169.254.169.254:80", "[fe80::1]:443", "metadata.google.internal:80",
+			"[fe80::1%25lo]:443", "[64:ff9b::a9fe:a9fe]:443", "[64:ff9b::169.254.169.254]:80"} {
 			resp := rawConnect(t, h, target)
 			if resp.StatusCode != 403 || refusalOf(t, resp).Error != errAddress {
 				t.Errorf("CONNECT %s: %d", target, resp.StatusCode)
 			}
 		}
-		resp, _ := get(t, clientVia(h.url, nil), "http://169.254.169.254/latest/meta-data/")
-		if resp.StatusCode != 403 || resp.Header.Get("X-Crewgate-Error") != errAddress {
-			t.Errorf("plain HTTP: %d", resp.StatusCode)
+		for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"} {
+			resp, _ := get(t, clientVia(h.url, nil), u)
+			if resp.StatusCode != 403 || resp.Header.Get("X-Crewgate-Error") != errAddress {
+				t.Errorf("plain HTTP %s: %d", u, resp.StatusCode)
+			}
 		}
 	})
 }
