@@ -65,7 +65,7 @@ func (p *Proxy) requestEvent(req *http.Request, st *reqState, via audit.Route, d
 		if !st.ended {
 			// Only a prefix was read before the request went out: its
 			// hash would not be the body's.
-			r.Body.Truncated, r.Body.SHA256, r.Body.Size = true, "", max(req.ContentLength, -1)
+			r.Body.Truncated, r.Body.SHA256, r.Body.Size = true, "", req.ContentLength
 		}
 		r.Body.Preview = p.previewOf(req, st)
 	}
