@@ -85,7 +85,7 @@ var (
 )
 
 func streamThrough(e *Engine, data []byte, ct string) int {
-	rc, _ := e.Wrap(io.NopCloser(bytes.NewReader(data)), ct, "")
+	rc, _, _ := e.Wrap(io.NopCloser(bytes.NewReader(data)), ct, "")
 	n, _ := io.Copy(io.Discard, rc)
 	rc.Close()
 	return int(n)
@@ -174,7 +174,7 @@ func BenchmarkTTFE(b *testing.B) {
 	first := []byte(`data: {"id":"chatcmpl-A1b2C3","object":"chat.completion.chunk","created":1718000000,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"Sure! "},"finish_reason":null}]}` + "\n\n")
 	buf := make([]byte, 4096)
 	for b.Loop() {
-		rc, _ := e.Wrap(io.NopCloser(bytes.NewReader(first)), "text/event-stream", "")
+		rc, _, _ := e.Wrap(io.NopCloser(bytes.NewReader(first)), "text/event-stream", "")
 		if n, _ := rc.Read(buf); n != len(first) {
 			b.Fatalf("first read %d bytes", n)
 		}

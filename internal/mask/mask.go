@@ -39,11 +39,9 @@ package mask
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -106,6 +104,11 @@ type Engine struct {
 	fields  map[string]bool
 	jsonMax int
 	fieldRp []byte
+
+	// lit masks the literals only, with their replacements (headers);
+	// fill masks them with a same-length fill (binary bodies).
+	lit, fill *Engine
+	fillMode  bool
 }
 
 // entry ties a literal prefix (possibly empty) to the detector tried where it occurs.
@@ -162,6 +165,7 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.dets = append(e.dets, d)
 	}
+	var lits []*detector
 	for i, l := range cfg.Literals {
 		name := l.Name
 		if name == "" {
@@ -170,8 +174,9 @@ func New(cfg Config) (*Engine, error) {
 		if len(l.Value) < minLiteral {
 			return nil, fmt.Errorf("mask: literal %d (%s) is shorter than %d bytes", i, name, minLiteral)
 		}
-		e.dets = append(e.dets, newLiteral(name, literalForms(l.Value)))
+		lits = append(lits, literalDetectors(name, l.Value)...)
 	}
+	e.dets = append(e.dets, lits...)
 	for _, f := range cfg.JSONFields {
 		if f == "" {
 			return nil, errors.New("mask: empty json_fields entry")
@@ -187,6 +192,28 @@ func New(cfg Config) (*Engine, error) {
 		if d.repl, err = repl(d.name); err != nil {
 			return nil, err
 		}
+		if bytes.ContainsFunc(d.repl, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return nil, fmt.Errorf("mask: replacement %q for detector %q holds a control character; it must fit on one header line", d.repl, d.name)
+		}
+	}
+	e.index()
+	// Headers and binary bodies are searched for the literals only.
+	e.lit = &Engine{dets: lits, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp}
+	e.lit.index()
+	e.fill = &Engine{dets: lits, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp, fillMode: true}
+	e.fill.index()
+	// A replacement that a detector would match again breaks idempotence.
+	for _, d := range append(slices.Clone(e.dets), &detector{name: JSONFieldName, repl: e.fieldRp}) {
+		if out := e.maskString(d.repl, nil); !bytes.Equal(out, d.repl) {
+			return nil, fmt.Errorf("mask: replacement %q for detector %q is itself masked; change the template or the pattern", d.repl, d.name)
+		}
+	}
+	return e, nil
+}
+
+// index builds the prefilter tables for e.dets.
+func (e *Engine) index() {
+	for _, d := range e.dets {
 		if d.name == "email" {
 			e.email = d
 			continue
@@ -230,13 +257,6 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.noStart[c] = ns
 	}
-	// A replacement that a detector would match again breaks idempotence.
-	for _, d := range append(slices.Clone(e.dets), &detector{name: JSONFieldName, repl: e.fieldRp}) {
-		if out := e.maskString(d.repl, nil); !bytes.Equal(out, d.repl) {
-			return nil, fmt.Errorf("mask: replacement %q for detector %q is itself masked; change the template or the pattern", d.repl, d.name)
-		}
-	}
-	return e, nil
 }
 
 // addEntry registers d to be tried where byte c starts lit (or anywhere c occurs when lit is empty).
@@ -275,33 +295,6 @@ func (e *Engine) MaskString(s string) string {
 func (e *Engine) maskString(b []byte, c *Counts) []byte {
 	out, _ := e.scan(nil, b, 0, true, escNone, c)
 	return out
-}
-
-// literalForms returns v and its encoded forms: base64 (standard and URL
-// alphabets, with the characters that depend only on v at each of the three
-// alignments, so the value is found inside a longer encoded string) and URL
-// encoding.
-func literalForms(v string) []string {
-	forms := []string{v}
-	add := func(s string) {
-		if len(s) >= minLiteral && !slices.Contains(forms, s) {
-			forms = append(forms, s)
-		}
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		add(strings.TrimRight(enc.EncodeToString([]byte(v)), "="))
-		for k := range 3 {
-			s := enc.EncodeToString(append(make([]byte, k), v...))
-			from := (8*k + 5) / 6
-			to := 8 * (k + len(v)) / 6
-			if from < to && to <= len(s) {
-				add(s[from:to])
-			}
-		}
-	}
-	add(url.QueryEscape(v))
-	add(url.PathEscape(v))
-	return forms
 }
 
 // Counts reports what masking one body did. Its methods are safe to call
@@ -405,20 +398,33 @@ func FixHeader(h http.Header, c *Counts) {
 	}
 }
 
-// WrapResponse wraps resp.Body with Wrap and fixes resp's headers and
-// ContentLength to match.
-func (e *Engine) WrapResponse(resp *http.Response) *Counts {
+// WrapResponse masks resp for the crew: its header now, its body as it
+// streams and its trailer once the body has been read; it fixes resp's
+// headers and ContentLength to match. An error (wrapping ErrUninspectable)
+// means resp must be refused; its body is left to the caller to close.
+func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 	if resp.Body == nil || resp.Body == http.NoBody {
-		return newCounts("none", true, false)
+		c := newCounts("none", true, false)
+		e.MaskHeader(resp.Header, c)
+		return c, nil
 	}
-	body, c := e.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+	body, c, err := e.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+	if err != nil {
+		return nil, err
+	}
+	e.MaskHeader(resp.Header, c)
+	r, rewritten := body.(*reader)
+	if !rewritten {
+		return c, nil // a binary body and no literal to look for anywhere
+	}
+	if resp.Trailer != nil {
+		r.trailer, r.eng, r.counts = resp.Trailer, e, c
+	}
 	resp.Body = body
 	FixHeader(resp.Header, c)
-	if c.Scanned() {
-		resp.ContentLength = -1
-	}
+	resp.ContentLength = -1
 	if c.Decoded() {
 		resp.Uncompressed = true
 	}
-	return c
+	return c, nil
 }

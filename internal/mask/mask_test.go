@@ -393,7 +393,7 @@ func naiveMask(res []*regexp.Regexp, b []byte) []byte {
 
 func readAllWrap(t testing.TB, e *Engine, body []byte, ct, ce string) ([]byte, *Counts) {
 	t.Helper()
-	rc, c := e.Wrap(io.NopCloser(bytes.NewReader(body)), ct, ce)
+	rc, c, _ := e.Wrap(io.NopCloser(bytes.NewReader(body)), ct, ce)
 	out, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)

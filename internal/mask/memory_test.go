@@ -49,7 +49,7 @@ func TestBoundedMemory(t *testing.T) {
 		size = 64 << 20
 	}
 	e := mustEngine(t, Config{})
-	rc, c := e.Wrap(newGen(size), "text/plain", "")
+	rc, c, _ := e.Wrap(newGen(size), "text/plain", "")
 	buf := make([]byte, 32<<10)
 	var ms runtime.MemStats
 	runtime.GC()

@@ -72,7 +72,11 @@ func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) 
 			continue
 		}
 		out = append(out, b[pos:at]...)
-		out = append(out, best.repl...)
+		if e.fillMode {
+			out = appendFill(out, bestN)
+		} else {
+			out = append(out, best.repl...)
+		}
 		c.add(best.name)
 		pos = at + bestN
 		if tc < pos {
@@ -229,3 +233,14 @@ func (s *textScanner) feed(out, p []byte, eof bool) []byte {
 
 // held returns how many bytes of text the scanner is holding back.
 func (s *textScanner) held() int { return len(s.buf) - s.ctx }
+
+// fillByte replaces each byte of a literal in a binary body: the length
+// stays, so offsets and length prefixes (gRPC frames, protobuf) stay valid.
+const fillByte = '*'
+
+func appendFill(out []byte, n int) []byte {
+	for range n {
+		out = append(out, fillByte)
+	}
+	return out
+}

@@ -204,7 +204,7 @@ func TestSSESplitInvariance(t *testing.T) {
 func wrapChunks(t testing.TB, e *Engine, body, ct string, cuts []int) string {
 	t.Helper()
 	src := &chunkReader{data: []byte(body), cuts: cuts}
-	rc, _ := e.Wrap(src, ct, "")
+	rc, _, _ := e.Wrap(src, ct, "")
 	var out bytes.Buffer
 	if _, err := out.ReadFrom(rc); err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func (c *chunkReader) Close() error { return nil }
 func TestSSEFirstEventNotHeld(t *testing.T) {
 	e := mustEngine(t, Config{})
 	pr := newPipe()
-	rc, _ := e.Wrap(pr, "text/event-stream", "")
+	rc, _, _ := e.Wrap(pr, "text/event-stream", "")
 	first := `data: {"choices":[{"index":0,"delta":{"content":"Hello, "}}]}` + "\n\n"
 	pr.write(first)
 	buf := make([]byte, 4096)

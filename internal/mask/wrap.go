@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -25,52 +26,91 @@ type processor interface {
 	process(out, in []byte, eof bool) []byte
 }
 
+// ErrUninspectable is wrapped by Wrap's error for a body it cannot read as
+// the client would: an encoding it cannot decode. Such a body must be
+// refused, never passed through.
+var ErrUninspectable = errors.New("the body cannot be inspected")
+
 // Wrap returns body masked according to contentType and contentEncoding
 // (the header values, possibly empty), and the Counts for it. The returned
 // body closes the original. See the package documentation for the forms.
-func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (io.ReadCloser, *Counts) {
-	form := formOf(contentType)
+// An encoding it cannot decode is an error wrapping ErrUninspectable.
+func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (io.ReadCloser, *Counts, error) {
 	encs, err := reqbody.Encodings(contentEncoding)
-	if form == "none" || err != nil {
-		return body, newCounts("none", false, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrUninspectable, err)
 	}
+	form := formOf(contentType)
 	c := newCounts(form, true, len(encs) > 0)
+	if form == "binary" && len(e.fill.dets) == 0 && len(encs) == 0 {
+		return body, c, nil // nothing that could be in it: no copy
+	}
 	var p processor
 	switch form {
 	case "sse":
-		p = newSSE(e, c)
+		p = &chain{a: newSSE(e, c), b: e.lit.literalPass(c, false)}
 	case "json":
-		p = &jsonProc{e: e, c: c}
+		p = &chain{a: &jsonProc{e: e, c: c}, b: e.lit.literalPass(c, true)}
+	case "binary":
+		p = e.fill.literalPass(c, false)
 	default:
 		p = &byteProc{s: textScanner{e: e, c: c, esc: form == "json-bytes"}}
 	}
 	bp := readBufs.Get().(*[]byte)
-	return &reader{body: body, encs: encs, p: p, buf: *bp, bufp: bp}, c
+	return &reader{body: body, encs: encs, p: p, buf: *bp, bufp: bp}, c, nil
 }
 
-// formOf maps a Content-Type to a body form.
+// literalPass is a processor that masks e's literals only: the second pass
+// over JSON and SSE output, which catches them where the first pass does
+// not look (object keys, numbers, escaped forms), and the only pass over
+// binary bodies.
+func (e *Engine) literalPass(c *Counts, json bool) processor {
+	if len(e.dets) == 0 {
+		return nil
+	}
+	return &byteProc{s: textScanner{e: e, c: c, esc: json}}
+}
+
+// chain runs b over a's output; a nil b passes a's output on. A chain of
+// split-invariant processors is split-invariant.
+type chain struct {
+	a, b processor
+	mid  []byte
+}
+
+func (c *chain) process(out, in []byte, eof bool) []byte {
+	if c.b == nil {
+		return c.a.process(out, in, eof)
+	}
+	c.mid = c.a.process(c.mid[:0], in, eof)
+	return c.b.process(out, c.mid, eof)
+}
+
+// formOf maps a Content-Type to a body form. Text forms get the detectors
+// and the literals; "binary" gets the literals with a same-length fill.
 func formOf(ct string) string {
 	if strings.TrimSpace(ct) == "" {
 		return "bytes"
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
 		mt = strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
 	}
 	switch {
 	case mt == "text/event-stream":
 		return "sse"
-	case mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json"):
+	case mt == "application/json" || mt == "text/json" || mt == "application/x-json" || strings.HasSuffix(mt, "+json"):
 		return "json"
 	case mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl" ||
 		mt == "application/x-jsonlines" || mt == "application/json-seq":
 		return "json-bytes"
 	case strings.HasPrefix(mt, "text/"), mt == "application/xml", strings.HasSuffix(mt, "+xml"),
 		mt == "application/x-www-form-urlencoded", mt == "application/javascript",
-		mt == "application/graphql", mt == "application/yaml", mt == "application/x-yaml":
+		mt == "application/graphql", mt == "application/yaml", mt == "application/x-yaml",
+		params["charset"] != "":
 		return "bytes"
 	}
-	return "none"
+	return "binary"
 }
 
 // reader pulls from the (decoded) body, runs the processor and serves its output.
@@ -85,6 +125,12 @@ type reader struct {
 	out    []byte
 	off    int
 	err    error
+
+	// trailer, when set, is masked in place once the body has been read:
+	// the transport fills it just before the body's EOF.
+	trailer http.Header
+	eng     *Engine
+	counts  *Counts
 }
 
 func (r *reader) open() error {
@@ -124,6 +170,9 @@ func (r *reader) Read(p []byte) (int, error) {
 			r.off = 0
 		}
 		if eof {
+			if r.trailer != nil {
+				r.eng.MaskHeader(r.trailer, r.counts)
+			}
 			r.err = io.EOF
 		}
 	}

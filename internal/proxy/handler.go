@@ -20,6 +20,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/crewgate/crewgate/internal/audit"
+	"github.com/crewgate/crewgate/internal/mask"
 	"github.com/crewgate/crewgate/internal/authority"
 )
 
@@ -48,9 +49,12 @@ const (
 	errNotAProxy     = "not-a-proxy-request"
 	errRequestMask   = "request-masking-failed"
 	errUninspectable = "body-uninspectable"
-	errPolicy        = "policy-denied"
-	errMisdirected   = "misdirected-request"
-	errBadAuthority  = "bad-authority"
+	// errRespUninspectable: a response crewgate cannot mask is refused,
+	// never passed through.
+	errRespUninspectable = "response-uninspectable"
+	errPolicy            = "policy-denied"
+	errMisdirected       = "misdirected-request"
+	errBadAuthority      = "bad-authority"
 )
 
 // mitmConn is what an intercepted CONNECT fixed for every request inside it.
@@ -298,7 +302,24 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 		return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "masking is not available: "+err.Error())
 	}
 	length := resp.ContentLength
-	counts := eng.WrapResponse(resp)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The upgraded stream is relayed raw (a documented limit); its
+		// head is masked like any other.
+		counts := &mask.Counts{}
+		eng.MaskHeader(resp.Header, counts)
+		p.recordResponse(st, resp.StatusCode, resp.Header, 0, counts, nil, false, nil)
+		return resp
+	}
+	counts, err := eng.WrapResponse(resp)
+	if err != nil {
+		resp.Body.Close()
+		st.ownResp = true
+		reason := "the response of " + resp.Request.URL.Host + " cannot be masked: " + err.Error()
+		p.log.Warn("response refused", "kind", errRespUninspectable, "host", resp.Request.URL.Host, "error", err.Error())
+		r := refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errRespUninspectable, "", reason)
+		p.recordResponse(st, r.StatusCode, r.Header, 0, nil, nil, false, errors.New(reason))
+		return r
+	}
 	hasBody := resp.Request == nil || resp.Request.Method != http.MethodHead
 	// The log keeps what the crew got only as counts: a response body
 	// preview would double the cost of recording (see docs/performance.md).
@@ -381,7 +402,7 @@ func setRefusalHeaders(h http.Header, kind string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Crewgate-Error", kind)
 	switch kind {
-	case errLogin, errToken:
+	case errLogin, errToken, errRespUninspectable:
 		h.Set("X-Should-Retry", "false")
 	}
 }

@@ -477,7 +477,14 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			p.recordRefusal(req, st, o.via, resp, errRequestMask, err.Error())
 			return req, resp
 		}
-		body, counts := eng.Wrap(req.Body, req.Header.Get("Content-Type"), req.Header.Get("Content-Encoding"))
+		body, counts, err := eng.Wrap(req.Body, req.Header.Get("Content-Type"), req.Header.Get("Content-Encoding"))
+		if err != nil {
+			st.ownResp = true
+			reason := "the request body cannot be masked (mask.request): " + err.Error()
+			resp := refusal(req, p.cfg.Session, http.StatusForbidden, errUninspectable, "", reason)
+			p.recordRefusal(req, st, o.via, resp, errUninspectable, reason)
+			return req, resp
+		}
 		req.Body = &countingBody{ReadCloser: body, counts: counts, total: &p.masked}
 		req.ContentLength = -1
 		req.Header.Del("Content-Length")
