@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -418,23 +419,44 @@ func (e *Engine) maskJSONString(scratch *[2][]byte, raw []byte, esc bool, c *Cou
 }
 
 // jsonProc buffers an application/json body up to the cap, then masks its
-// values; over the cap or when the body is not JSON it masks bytes instead.
+// values; when the body is not JSON it masks bytes instead. A body over the
+// cap, or one the memory budget has no room for, is masked as bytes when no
+// json_fields are configured; with json_fields that would drop their
+// masking, so it fails instead (ErrUninspectable).
 type jsonProc struct {
 	e        *Engine
 	c        *Counts
 	chunks   [][]byte // the body so far; each chunk is as large as all before it
 	n        int
+	held     int64 // reserved from e.budget, released by release
+	hint     int   // the Content-Length of an uncompressed body: reserved at once
 	fallback *textScanner
+	err      error
 }
+
+// jsonGrain is how much budget a JSON document reserves at a time.
+const jsonGrain = 256 << 10
 
 func (j *jsonProc) process(out, in []byte, eof bool) []byte {
 	if j.fallback != nil {
 		return j.fallback.feed(out, in, eof)
 	}
-	j.add(in)
-	if j.n > j.e.jsonMax {
-		return j.toBytes(out, eof)
+	if j.err != nil {
+		return out
 	}
+	if j.n+len(in) > j.e.jsonMax {
+		return j.tooLarge(out, in, eof, "it is larger than "+strconv.Itoa(j.e.jsonMax>>20)+" MiB")
+	}
+	// Reserving a known length at once keeps many documents from each
+	// holding part of the budget and none getting all it needs.
+	if need := 2 * int64(max(j.n+len(in), min(j.hint, j.e.jsonMax))); j.e.budget != nil && need > j.held {
+		grow := max(need-j.held, jsonGrain)
+		if !j.e.budget.Reserve(grow) {
+			return j.tooLarge(out, in, eof, "crewgate's memory for bodies (mask.memory) is full")
+		}
+		j.held += grow
+	}
+	j.add(in)
 	if !eof {
 		return out
 	}
@@ -447,6 +469,28 @@ func (j *jsonProc) process(out, in []byte, eof bool) []byte {
 		return append(out, r...)
 	}
 	return j.toBytes(out, eof)
+}
+
+// tooLarge handles a document that cannot be held whole.
+func (j *jsonProc) tooLarge(out, in []byte, eof bool, why string) []byte {
+	if len(j.e.fields) > 0 {
+		j.err = fmt.Errorf("%w: a JSON body must be read whole to mask its json_fields, and %s", ErrUninspectable, why)
+		j.chunks = nil
+		j.release()
+		return out
+	}
+	out = j.toBytes(out, false)
+	j.release()
+	return j.fallback.feed(out, in, eof)
+}
+
+func (j *jsonProc) failure() error { return j.err }
+
+func (j *jsonProc) release() {
+	if j.held > 0 {
+		j.e.budget.Release(j.held)
+		j.held = 0
+	}
 }
 
 // add buffers p in chunks that double in size, so that a large body is

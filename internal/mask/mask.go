@@ -70,9 +70,20 @@ type Config struct {
 	// Literals are exact values that are always masked, together with their
 	// base64 (standard and URL alphabets, any alignment) and URL-encoded forms.
 	Literals []Literal
+	// Budget, when set, is the memory all bodies held at once may use
+	// (mask.memory); a JSON document reserves twice its size from it as it
+	// arrives (the document and its masked copy).
+	Budget Budget
 	// JSONMaxBytes caps how much of an application/json body is buffered;
 	// larger bodies are masked as a byte stream.
 	JSONMaxBytes int
+}
+
+// Budget is memory shared by every body crewgate holds. Reserve waits a
+// bounded time for room and reports whether it got it.
+type Budget interface {
+	Reserve(n int64) bool
+	Release(n int64)
 }
 
 // Custom is a regular-expression detector (Go regexp syntax).
@@ -103,6 +114,7 @@ type Engine struct {
 	email   *detector
 	fields  map[string]bool
 	jsonMax int
+	budget  Budget
 	fieldRp []byte
 
 	// lit masks the literals only, with their replacements (headers);
@@ -135,7 +147,7 @@ func New(cfg Config) (*Engine, error) {
 		return b.Bytes(), nil
 	}
 
-	e := &Engine{jsonMax: cfg.JSONMaxBytes, fields: map[string]bool{}}
+	e := &Engine{jsonMax: cfg.JSONMaxBytes, budget: cfg.Budget, fields: map[string]bool{}}
 	if e.jsonMax <= 0 {
 		e.jsonMax = DefaultJSONMaxBytes
 	}
@@ -419,6 +431,11 @@ func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 	}
 	if resp.Trailer != nil {
 		r.trailer, r.eng, r.counts = resp.Trailer, e, c
+	}
+	if ch, ok := r.p.(*chain); ok && !c.Decoded() && resp.ContentLength > 0 {
+		if j, ok := ch.a.(*jsonProc); ok {
+			j.hint = int(min(resp.ContentLength, int64(e.jsonMax)+1))
+		}
 	}
 	resp.Body = body
 	FixHeader(resp.Header, c)

@@ -71,6 +71,26 @@ func (e *Engine) literalPass(c *Counts, json bool) processor {
 	return &byteProc{s: textScanner{e: e, c: c, esc: json}}
 }
 
+// failer is a processor that can fail for good (jsonProc); releaser one
+// that holds budget until the body is closed.
+type (
+	failer   interface{ failure() error }
+	releaser interface{ release() }
+)
+
+func (c *chain) failure() error {
+	if f, ok := c.a.(failer); ok {
+		return f.failure()
+	}
+	return nil
+}
+
+func (c *chain) release() {
+	if r, ok := c.a.(releaser); ok {
+		r.release()
+	}
+}
+
 // chain runs b over a's output; a nil b passes a's output on. A chain of
 // split-invariant processors is split-invariant.
 type chain struct {
@@ -168,6 +188,10 @@ func (r *reader) Read(p []byte) (int, error) {
 		if n > 0 || eof {
 			r.out = r.p.process(r.out[:0], r.buf[:n], eof)
 			r.off = 0
+			if f, ok := r.p.(failer); ok && f.failure() != nil {
+				r.err, r.out = f.failure(), nil
+				return 0, r.err
+			}
 		}
 		if eof {
 			if r.trailer != nil {
@@ -181,7 +205,12 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close closes the body and gives back the budget its masker held: the
+// masked document stays accounted for until the crew has it.
 func (r *reader) Close() error {
+	if rl, ok := r.p.(releaser); ok {
+		rl.release()
+	}
 	if r.bufp != nil {
 		readBufs.Put(r.bufp)
 		r.bufp, r.buf = nil, nil

@@ -286,10 +286,29 @@ func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTri
 	})
 }
 
-// smallJSON is the largest JSON response sent with a Content-Length
-// instead of chunked: the masker buffers JSON whole anyway, and a known
-// length lets goproxy write the response in two writes instead of five.
-const smallJSON = 256 << 10
+// preread reads a JSON body's masked output until the masker has either
+// masked the whole document (whole) or switched to streaming it as bytes.
+func preread(body io.Reader, c *mask.Counts) (data []byte, whole bool, err error) {
+	var buf bytes.Buffer
+	p := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(p)
+		buf.Write(p[:n])
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf.Bytes(), true, nil
+		case err != nil:
+			return nil, false, err
+		case c.Form() != "json":
+			return buf.Bytes(), false, nil
+		}
+	}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
 
 // maskResponse masks an intercepted response as it streams. It runs inside
 // the round trip, before goproxy sees the response: goproxy switches any
@@ -324,22 +343,35 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	// The log keeps what the crew got only as counts: a response body
 	// preview would double the cost of recording (see docs/performance.md).
 	var tap *audit.BodyTap
-	if counts.Form() == "json" && hasBody && length >= 0 && length <= smallJSON {
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		p.masked.Add(int64(counts.Total()))
-		if tap != nil {
-			tap.Write(body)
-		}
-		p.recordResponse(st, resp.StatusCode, resp.Header, int64(len(body)), counts, tap, false, err)
+	if counts.Form() == "json" && hasBody {
+		// The masker holds a JSON document whole before it writes a byte,
+		// so it is read here, inside the round trip: one it cannot hold
+		// (mask.memory, with json_fields to mask) is refused before the
+		// head goes out, and the rest get a Content-Length.
+		body, whole, err := preread(resp.Body, counts)
 		if err != nil {
+			resp.Body.Close()
 			st.ownResp = true
-			return refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, errUpstream, "", "reading the response: "+err.Error())
+			kind, reason := errUpstream, "reading the response: "+err.Error()
+			if errors.Is(err, mask.ErrUninspectable) {
+				kind, reason = errRespUninspectable, "the response of "+resp.Request.URL.Host+" cannot be masked: "+err.Error()
+			}
+			r := refusal(resp.Request, p.cfg.Session, http.StatusBadGateway, kind, "", reason)
+			p.recordResponse(st, r.StatusCode, r.Header, 0, counts, nil, false, err)
+			return r
 		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		resp.ContentLength = int64(len(body))
-		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-		return resp
+		if whole {
+			p.masked.Add(int64(counts.Total()))
+			p.recordResponse(st, resp.StatusCode, resp.Header, int64(len(body)), counts, tap, false, nil)
+			// Closing the masker gives its budget back: only once the
+			// crew has the document.
+			resp.Body = readCloser{bytes.NewReader(body), resp.Body}
+			resp.ContentLength = int64(len(body))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			return resp
+		}
+		// Too large to hold: the rest is masked as it streams (json-bytes).
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
 	}
 	resp.Body = &recordingBody{ReadCloser: resp.Body, p: p, st: st, status: resp.StatusCode, header: resp.Header,
 		counts: counts, tap: tap, stream: counts.Form() == "sse" || length < 0}

@@ -1,12 +1,27 @@
 package proxy
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/crewgate/crewgate/internal/mask"
+	"golang.org/x/sync/semaphore"
 )
+
+// bodyBudget is mask.memory as the maskers see it: the same semaphore the
+// request bodies rules read are held against, so one total bounds them
+// all. A response waits for room as long as a request body does.
+type bodyBudget struct{ sem *semaphore.Weighted }
+
+func (b bodyBudget) Reserve(n int64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), bodyWait)
+	defer cancel()
+	return b.sem.Acquire(ctx, n) == nil
+}
+
+func (b bodyBudget) Release(n int64) { b.sem.Release(n) }
 
 // literals are the credential values crewgate has injected in this session.
 // Every masker masks all of them, whatever its detectors, so an upstream that

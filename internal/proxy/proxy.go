@@ -211,7 +211,9 @@ func New(cfg Config) (*Proxy, error) {
 		}
 		r.format = t
 		r.transport = p.newTransport(u.RootCAs, u.Address)
-		if r.resp, err = newMaskers(u.ResponseMask, p.lits); err != nil {
+		respMask := u.ResponseMask
+		respMask.Budget = bodyBudget{p.bodies}
+		if r.resp, err = newMaskers(respMask, p.lits); err != nil {
 			return nil, fmt.Errorf("proxy: upstream %s: response masking: %w", u.Name, err)
 		}
 		if u.RequestMask != nil {

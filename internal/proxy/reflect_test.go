@@ -128,12 +128,12 @@ func TestResponsesNeverRevealTheCredential(t *testing.T) {
 		cases = append(cases, tc{"GET", url.Values{"where": {"body"}, "ct": {ct}, "ce": {"gzip"}}})
 	}
 	for _, c := range cases {
-		before := h.proxy.Stats().Masked
 		resp, seen := exchange(t, h, c.method, base+c.query.Encode())
 		// A 1xx head ends at the transport (Go clients and servers do not
 		// relay it), so there is nothing to mask.
-		if h.proxy.Stats().Masked == before && c.query.Get("where") != "early-hints" {
-			t.Errorf("%s %v: nothing masked", c.method, c.query)
+		masked := bytes.Contains(seen, []byte("[MASKED:credential]")) || bytes.Contains(seen, []byte("********"))
+		if !masked && c.query.Get("where") != "early-hints" {
+			t.Errorf("%s %v: nothing masked:\n%s", c.method, c.query, seen)
 		}
 		if f, ok := testenv.Reveals(seen, realSecret); ok {
 			t.Errorf("%s %v: status %d, the crew sees the key (%s):\n%s", c.method, c.query, resp.StatusCode, f, seen)

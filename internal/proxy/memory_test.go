@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crewgate/crewgate/internal/mask"
+)
+
+// TestJSONResponsesShareOneBudget sends 40 concurrent 7 MiB JSON responses
+// through a proxy whose mask.memory is 32 MiB. Each document must be held
+// whole to mask its json_fields, so what does not fit in time is refused
+// (502 response-uninspectable), never passed unmasked, and the heap stays
+// bounded by the budget instead of growing with the number of responses
+// (about 600 MiB before the budget was shared).
+func TestJSONResponsesShareOneBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 280 MiB")
+	}
+	const budget = 32 << 20
+	doc := []byte(`{"password":"hunter2-top-secret","data":"` + strings.Repeat("x", 7<<20) + `"}`)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	})
+	u := openaiUpstream(up)
+	u.ResponseMask = mask.Config{JSONFields: []string{"password"}}
+	h := start(t, Config{Upstreams: []Upstream{u}, BodyMemory: budget})
+
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+		}
+	}()
+
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", "https://openai.example.com/v1/big", nil)
+			req.Header.Set("Authorization", "Bearer "+placeholder)
+			resp, err := h.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				// Check the field was masked without holding the body.
+				var head [64]byte
+				n, _ := io.ReadFull(resp.Body, head[:])
+				rest, _ := io.Copy(io.Discard, resp.Body)
+				if !bytes.HasPrefix(head[:n], []byte(`{"password":"[MASKED:json_field]"`)) || int(rest)+n < len(doc)-20 {
+					t.Errorf("200 with %q... (%d bytes)", head[:n], int(rest)+n)
+				}
+				ok.Add(1)
+			case resp.StatusCode == http.StatusBadGateway && resp.Header.Get("X-Crewgate-Error") == "response-uninspectable":
+				var r refusalBody
+				if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || !strings.Contains(r.Error.Message, "mask.memory") {
+					t.Errorf("refusal %+v (%v)", r, err)
+				}
+				refused.Add(1)
+			default:
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("status %d: %.200s", resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	t.Logf("%d masked, %d refused; heap grew by %d MiB at most (budget %d MiB)", ok.Load(), refused.Load(), grew>>20, budget>>20)
+	if ok.Load() == 0 {
+		t.Error("no response fitted the budget")
+	}
+	if grew > 4*budget {
+		t.Errorf("heap grew by %d MiB with a budget of %d MiB", grew>>20, budget>>20)
+	}
+}
