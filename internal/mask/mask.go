@@ -3,9 +3,8 @@
 // An Engine is built once per session from a Config and is safe for
 // concurrent use. Each body gets its own masker:
 //
-//	body, counts := engine.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
-//	resp.Body = body
-//	mask.FixHeader(resp.Header, counts)   // or engine.WrapResponse(resp), which does all three
+//	counts, err := engine.WrapResponse(resp) // header now, body as it streams, trailer at its end
+//	if err != nil { /* refuse: 502 response-uninspectable */ }
 //
 // Wrap picks the body form from the content type:
 //
@@ -18,15 +17,21 @@
 //     before the stream's end event (finish_reason, content_block_stop,
 //     [DONE], ...).
 //   - application/json and +json: string values are masked and json_fields
-//     replaced; the output stays valid JSON. Bodies over Config.JSONMaxBytes
-//     fall back to the byte-stream masker.
-//   - text/*, NDJSON, JSON Lines, XML, form bodies and bodies without a
-//     content type: byte-stream masking with a bounded hold-back.
-//   - anything else is passed through untouched and reported as not scanned.
+//     replaced; the output stays valid JSON. A document is held whole, against
+//     Config.Budget; one over Config.JSONMaxBytes or without room is masked
+//     as bytes, or, with json_fields, fails with ErrUninspectable.
+//   - text/*, NDJSON, JSON Lines, XML, form bodies, bodies with a charset
+//     and bodies without a content type: byte-stream masking with a bounded
+//     hold-back.
+//   - anything else is binary: the literals only, with a same-length fill.
 //
-// gzip, deflate, br and zstd bodies are decoded first and sent uncompressed;
-// FixHeader removes Content-Encoding then. Content-Length is removed whenever
-// a body is scanned, since masking changes lengths.
+// The literals (the values crewgate injected) are found in every form a
+// client decodes (see literal.go) and everywhere: a literal-only pass
+// follows the JSON and SSE maskers, and MaskHeader masks header and trailer
+// values. gzip, deflate, br and zstd bodies are decoded first and sent
+// uncompressed; FixHeader removes Content-Encoding then. Content-Length is
+// removed whenever a body is rewritten. Any other encoding is an error
+// (ErrUninspectable): such a body must be refused, not passed on.
 //
 // Streamed output equals one-shot output for every way of splitting the input
 // into reads (and, for SSE, the text into events): every match decision at a

@@ -20,8 +20,8 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/crewgate/crewgate/internal/audit"
-	"github.com/crewgate/crewgate/internal/mask"
 	"github.com/crewgate/crewgate/internal/authority"
+	"github.com/crewgate/crewgate/internal/mask"
 )
 
 // logPrefix is how much of a request body the body step reads for the log's
