@@ -263,6 +263,10 @@ func redactURL(u *url.URL) string {
 // own 502, so the crew always gets an answer it can read.
 func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTripper {
 	return goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+		if st.route != nil && req.Header.Get("Sec-WebSocket-Extensions") != "" {
+			// permessage-deflate would hide the frames from the masker.
+			req.Header.Del("Sec-WebSocket-Extensions")
+		}
 		resp, err := t.RoundTrip(req)
 		if err == nil {
 			if st.route != nil {
@@ -322,12 +326,7 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	}
 	length := resp.ContentLength
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// The upgraded stream is relayed raw (a documented limit); its
-		// head is masked like any other.
-		counts := &mask.Counts{}
-		eng.MaskHeader(resp.Header, counts)
-		p.recordResponse(st, resp.StatusCode, resp.Header, 0, counts, nil, false, nil)
-		return resp
+		return p.maskUpgrade(resp, st, eng)
 	}
 	counts, err := eng.WrapResponse(resp)
 	if err != nil {
@@ -376,6 +375,33 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 	resp.Body = &recordingBody{ReadCloser: resp.Body, p: p, st: st, status: resp.StatusCode, header: resp.Header,
 		counts: counts, tap: tap, stream: counts.Form() == "sse" || length < 0}
 	return resp
+}
+
+// maskUpgrade masks an upgraded connection's head, and what the upstream
+// sends on it: a WebSocket frame by frame, anything else as a binary stream.
+func (p *Proxy) maskUpgrade(resp *http.Response, st *reqState, eng *mask.Engine) *http.Response {
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	counts, err := eng.WrapResponse(&http.Response{Header: resp.Header, Body: http.NoBody})
+	if err == nil && ok {
+		var r io.Reader
+		if strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+			r = eng.WebSocket(rw, counts)
+		} else {
+			var body io.ReadCloser
+			body, _, err = eng.Wrap(io.NopCloser(rw), "application/octet-stream", "")
+			r = body
+		}
+		resp.Body = upgraded{Reader: r, Writer: rw, Closer: rw}
+	}
+	p.recordResponse(st, resp.StatusCode, resp.Header, 0, counts, nil, false, err)
+	return resp
+}
+
+// upgraded is an upgraded connection whose upstream side is read masked.
+type upgraded struct {
+	io.Reader
+	io.Writer
+	io.Closer
 }
 
 // refusal is crewgate's own answer: the JSON body DESIGN.md fixes, shaped

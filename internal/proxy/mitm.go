@@ -71,8 +71,16 @@ func (p *Proxy) serveMITM(client net.Conn, mc *mitmConn) {
 	client.SetReadDeadline(time.Time{})
 
 	ln := newOneConnListener(conn)
+	// Serve returns as soon as the connection is hijacked (an upgrade),
+	// while its handler still relays it: the deferred Close must wait.
+	var active sync.WaitGroup
+	defer active.Wait()
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serveIntercepted(w, r, mc) }),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			active.Add(1)
+			defer active.Done()
+			p.serveIntercepted(w, r, mc)
+		}),
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       mitmIdleTimeout,
