@@ -8,7 +8,9 @@
 #      through 'crewgate run' (the load generator is the crew) and through
 #      mitmproxy (mitmdump), all on the same upstream;
 #   3. 'crewgate run -- true' with a keyring secret against 'true' (hyperfine);
-#   4. the RSS of an idle 'crewgate run -- sleep 2' session.
+#   4. the RSS of an idle 'crewgate run -- sleep 2' session;
+#   5. go benchmarks in internal/mask: masking throughput with the default
+#      detector set and an injected value, as a byte stream and as SSE.
 # Everything runs on 127.0.0.1 only. The fake secret lives in a private
 # gnome-keyring and a private HOME that are removed afterwards. Not part of
 # CI's test run; it takes about two minutes.
@@ -39,6 +41,8 @@ if [ "${1-}" != --in-keyring ]; then
 	go build -o "$work/loadgen" ./scripts/loadgen
 	echo "== go test -run '^\$' -bench . -benchtime 2s -timeout 5m ./internal/proxy/"
 	go test -run '^$' -bench . -benchtime 2s -timeout 5m ./internal/proxy/ | tee "$work/gobench.txt"
+	echo "== go test -run '^\$' -bench 'Mask\$|SSEEvent' ./internal/mask/"
+	go test -run '^$' -bench 'Mask$|SSEEvent' -timeout 5m ./internal/mask/ | tee -a "$work/gobench.txt"
 	with_test_keyring "$0" --in-keyring "$work"
 	exit
 fi
@@ -175,4 +179,7 @@ f='%-44s %-36s %-16s %s\n'
 	printf "$f" "crewgate run -- true, added (median)" "+${add_ms} ms (true ${true_ms} ms)" "<= 50 ms" "$(verdict "$add_ms <= 50")"
 	printf "$f" "idle RSS of a session" "$(calc "$idle_kb / 1024") MiB" "< 30 MiB" "$(verdict "$idle_kb < 30 * 1024")"
 	printf "$f" "peak RSS under the 16-conn load" "$(calc "$peak_kb / 1024") MiB" "report" "-"
+	printf "$f" "masking, default set, byte stream" "$(gobench Mask/text MB/s) MB/s ($(gobench Mask/text x-naive)x naive regexps)" ">= 200 MB/s" "$(verdict "$(gobench Mask/text MB/s) >= 200")"
+	printf "$f" "masking, default set, JSON document" "$(gobench Mask/json MB/s) MB/s" "report" "-"
+	printf "$f" "masking, one SSE chat event" "$(gobench SSEEvent/masked µs/event) us" "report" "-"
 }
