@@ -443,6 +443,9 @@ func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 		}
 	}
 	resp.Body = body
+	if c.Form() == "binary" && !c.Decoded() {
+		return c, nil // a same-length fill: Content-Length stays true
+	}
 	FixHeader(resp.Header, c)
 	resp.ContentLength = -1
 	if c.Decoded() {
