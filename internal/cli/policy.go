@@ -38,8 +38,9 @@ approve); a request that no rule matches is allowed.`,
 	return cmd
 }
 
-// policyConfig loads the config and compiles its rules; every error is a
-// config error (exit 4) that names file:line.
+// policyConfig loads the config, compiles its rules and builds its
+// maskers as run would; every error is a config error (exit 4) that names
+// file:line.
 func (f *factory) policyConfig() (*config.Config, *policy.Policy, error) {
 	cfg, err := f.config(nil)
 	if err != nil {
@@ -47,6 +48,9 @@ func (f *factory) policyConfig() (*config.Config, *policy.Policy, error) {
 	}
 	pol, err := policy.Compile(cfg)
 	if err != nil {
+		return nil, nil, &exitError{code: exitConfig, err: err, hint: policyHint}
+	}
+	if err := session.CheckMasks(cfg); err != nil {
 		return nil, nil, &exitError{code: exitConfig, err: err, hint: policyHint}
 	}
 	return cfg, pol, nil

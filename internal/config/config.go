@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"text/template"
@@ -264,8 +265,14 @@ func (c *Config) validate() error {
 		if !nameRE.MatchString(d.Name) {
 			return c.errorf(key+".name", "%q must be lower-case letters, digits, '_', '-' or '.'", d.Name)
 		}
-		if _, err := regexp.Compile(d.Pattern); err != nil || d.Pattern == "" {
+		re, err := regexp.Compile(d.Pattern)
+		if err != nil || d.Pattern == "" {
 			return c.errorf(key+".pattern", "bad regular expression %q: %v", d.Pattern, err)
+		}
+		if runaway(re) {
+			return c.errorf(key+".pattern", "%q has no upper bound and no fixed start of %d or more characters, so masking would "+
+				"try it at nearly every byte, reading up to 1 KiB each time: bound the repeat (e.g. {1,64}) or start it with a fixed prefix",
+				d.Pattern, minPrefix)
 		}
 	}
 	names := map[string]bool{}
@@ -342,6 +349,38 @@ func (c *Config) validate() error {
 }
 
 var envRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// minPrefix is the shortest fixed start that makes a custom pattern rare
+// enough to try wherever it occurs.
+const minPrefix = 3
+
+// runaway reports whether a custom masking pattern is unbounded (its
+// matches have no longest length) without a fixed start of minPrefix
+// bytes. Masking tries a pattern at each byte it may start with and reads
+// up to 1 KiB from there; such a pattern costs that at nearly every byte
+// of a long run it nearly matches (`[a-z0-9]+@corp` on a base64 blob).
+func runaway(re *regexp.Regexp) bool {
+	if p, _ := re.LiteralPrefix(); len(p) >= minPrefix {
+		return false
+	}
+	syn, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return false
+	}
+	return unbounded(syn.Simplify())
+}
+
+func unbounded(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpStar, syntax.OpPlus:
+		return true
+	case syntax.OpRepeat:
+		if re.Max < 0 {
+			return true
+		}
+	}
+	return slices.ContainsFunc(re.Sub, unbounded)
+}
 
 func (c *Config) oneOf(key, v string, allowed ...string) error {
 	if slices.Contains(allowed, v) {

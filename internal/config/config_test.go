@@ -104,6 +104,8 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"mask memory too small", "mask:\n  memory: 10KiB\n", ":2: mask.memory: 10KiB is less than 1MiB"},
 		{"duplicate host", "upstreams:\n  - {name: a, hosts: [x.example], credential: {source: oidc}}\n  - {name: b, hosts: [x.example], credential: {source: oidc}}\n", ":3: upstreams[1].hosts[0]: host \"x.example\" already belongs to upstream \"a\""},
 		{"bad custom regex", "mask:\n  custom:\n    - {name: emp, pattern: 'EMP-(\\d'}\n", ":3: mask.custom[0].pattern: bad regular expression"},
+		{"runaway custom pattern", "mask:\n  custom:\n    - {name: a, pattern: 'EMP-\\d{6}'}\n    - name: b\n      pattern: '[a-z0-9.]+@corp'\n", ":5: mask.custom[1].pattern: \"[a-z0-9.]+@corp\" has no upper bound"},
+		{"runaway custom pattern, short prefix", "mask:\n  custom:\n    - {name: a, pattern: 'x-.*;'}\n", ":3: mask.custom[0].pattern: \"x-.*;\" has no upper bound"},
 		{"bad rule action", "rules:\n  - name: r\n    action: block\n", ":3: rules[0].action: \"block\" is not one of allow, deny, approve"},
 		{"duplicate key", "issuer: https://a.example\nissuer: https://b.example\n", ":2: issuer:"},
 		{"invalid yaml", "issuer: [unclosed\n", ":1: (file): did not find expected"},
@@ -323,4 +325,24 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("loaded config has no client_id")
 		}
 	})
+}
+
+// TestBoundedCustomPatternsLoad: what the runaway check lets through, a
+// bound or a fixed start, and what it refuses.
+func TestBoundedCustomPatternsLoad(t *testing.T) {
+	for pattern, ok := range map[string]bool{
+		`sk-[A-Za-z0-9]+`:            true, // a fixed start of 3
+		`[a-z0-9.]{1,64}@corp`:       true, // bounded
+		`(?i)\b[a-z]{2,5}-\d{3,5}\b`: true,
+		`EMP-\d{6}`:                  true,
+		`(?i)sk-[a-z]+`:              false, // folded: no fixed start
+		`[a-z]+`:                     false,
+		`ab\d{2,}`:                   false,
+	} {
+		isolate(t)
+		_, err := Load(Options{File: writeConfig(t, "mask:\n  custom:\n    - {name: c, pattern: '"+pattern+"'}\n")})
+		if (err == nil) != ok {
+			t.Errorf("%s: %v", pattern, err)
+		}
+	}
 }

@@ -172,37 +172,64 @@ func (r *reader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if r.src == nil {
-			if err := r.open(); err != nil {
-				r.err = err
-				return 0, err
-			}
-		}
-		n, err := r.src.Read(r.buf)
-		eof := errors.Is(err, io.EOF)
-		if err != nil && !eof {
-			// Fail closed: held text is dropped, not flushed unmasked.
-			r.err = err
-			n = 0
-		}
-		if n > 0 || eof {
-			r.out = r.p.process(r.out[:0], r.buf[:n], eof)
-			r.off = 0
-			if f, ok := r.p.(failer); ok && f.failure() != nil {
-				r.err, r.out = f.failure(), nil
-				return 0, r.err
-			}
-		}
-		if eof {
-			if r.trailer != nil {
-				r.eng.MaskHeader(r.trailer, r.counts)
-			}
-			r.err = io.EOF
-		}
+		r.step()
 	}
 	n := copy(p, r.out[r.off:])
 	r.off += n
 	return n, nil
+}
+
+// step reads once from the (decoded) body and runs the processor.
+func (r *reader) step() {
+	if r.src == nil {
+		if err := r.open(); err != nil {
+			r.err = err
+			return
+		}
+	}
+	n, err := r.src.Read(r.buf)
+	eof := errors.Is(err, io.EOF)
+	if err != nil && !eof {
+		// Fail closed: held text is dropped, not flushed unmasked.
+		r.err = err
+		n = 0
+	}
+	if n > 0 || eof {
+		r.out = r.p.process(r.out[:0], r.buf[:n], eof)
+		r.off = 0
+		if f, ok := r.p.(failer); ok && f.failure() != nil {
+			r.err, r.out = f.failure(), nil
+			return
+		}
+	}
+	if eof {
+		if r.trailer != nil {
+			r.eng.MaskHeader(r.trailer, r.counts)
+		}
+		r.err = io.EOF
+	}
+}
+
+// Preread reads body (one Wrap returned) until its masker has output: a
+// JSON document until it is masked whole (whole: data is all of it) or the
+// masker has switched to streaming it as bytes (data comes first, then the
+// rest of body). data is the masker's own buffer, not a copy: a document
+// is held once.
+func Preread(body io.Reader) (data []byte, whole bool, err error) {
+	r, ok := body.(*reader)
+	if !ok {
+		data, err = io.ReadAll(body)
+		return data, err == nil, err
+	}
+	for r.off == len(r.out) && r.err == nil {
+		r.step()
+	}
+	if r.err != nil && !errors.Is(r.err, io.EOF) {
+		return nil, false, r.err
+	}
+	data = r.out[r.off:]
+	r.out, r.off = nil, 0
+	return data, errors.Is(r.err, io.EOF), nil
 }
 
 // Close closes the body and gives back the budget its masker held: the

@@ -290,25 +290,6 @@ func (p *Proxy) roundTripper(t http.RoundTripper, st *reqState) goproxy.RoundTri
 	})
 }
 
-// preread reads a JSON body's masked output until the masker has either
-// masked the whole document (whole) or switched to streaming it as bytes.
-func preread(body io.Reader, c *mask.Counts) (data []byte, whole bool, err error) {
-	var buf bytes.Buffer
-	p := make([]byte, 32<<10)
-	for {
-		n, err := body.Read(p)
-		buf.Write(p[:n])
-		switch {
-		case errors.Is(err, io.EOF):
-			return buf.Bytes(), true, nil
-		case err != nil:
-			return nil, false, err
-		case c.Form() != "json":
-			return buf.Bytes(), false, nil
-		}
-	}
-}
-
 type readCloser struct {
 	io.Reader
 	io.Closer
@@ -347,7 +328,7 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 		// so it is read here, inside the round trip: one it cannot hold
 		// (mask.memory, with json_fields to mask) is refused before the
 		// head goes out, and the rest get a Content-Length.
-		body, whole, err := preread(resp.Body, counts)
+		body, whole, err := mask.Preread(resp.Body)
 		if err != nil {
 			resp.Body.Close()
 			st.ownResp = true

@@ -32,7 +32,7 @@ const (
 	StepAuth      Step = "proxy-auth" // the session's proxy credential
 	StepRoute     Step = "route"      // upstream, default_action, address checks
 	StepAuthority Step = "authority"  // the request names its connection's host and port
-	StepLeak      Step = "leak"       // no placeholder of another upstream in the URL or headers
+	StepLeak      Step = "leak"       // no placeholder of another upstream in the URL or headers, in any form
 	StepBody      Step = "body"       // the body, read once, when the log, a leak check or a rule needs it
 	StepRules     Step = "rules"      // the policy's first matching rule
 	StepApproval  Step = "approval"   // a human, for an approve rule
@@ -77,6 +77,9 @@ type outcome struct {
 	// unresolved is why the host's addresses could not be checked at the
 	// route step; the dial checks them.
 	unresolved error
+	// watch says how the body is searched for placeholders as it streams,
+	// when the body step could not search it whole.
+	watch watch
 }
 
 // refused is a refusal of crewgate's own.
@@ -84,6 +87,7 @@ type refused struct {
 	code               int
 	kind, rule, reason string
 	leaked             string // for a placeholder leak: the upstream whose placeholder it was
+	where              string // and where it was: host, url, header, body
 }
 
 // refuse ends the outcome at its current step with a refusal.
@@ -92,10 +96,10 @@ func (o *outcome) refuse(code int, kind, rule, reason string) outcome {
 	return *o
 }
 
-func (o *outcome) leak(upstream string) outcome {
+func (o *outcome) leak(upstream, where string) outcome {
 	r := o.refuse(http.StatusForbidden, errLeak, "placeholder",
 		"the request carries the placeholder of upstream "+upstream+", which belongs to its own host only")
-	r.refusal.leaked = upstream
+	r.refusal.leaked, r.refusal.where = upstream, where
 	return r
 }
 
@@ -135,14 +139,18 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 			return o.refuse(http.StatusMisdirectedRequest, errMisdirected, "", err.Error())
 		}
 		o.step = StepLeak
-		if other := p.placeholderIn(req, o.route); other != "" {
-			return o.leak(other)
+		f := p.finderFor(o.route)
+		if other := f.inURL(req); other != "" {
+			return o.leak(other, "url")
+		}
+		if other := f.inHeader(req.Header); other != "" {
+			return o.leak(other, "header")
 		}
 		o.step = StepBody
-		if p.cfg.Recorder != nil || len(p.foreignFor(o.route)) > 0 {
-			body, _ := st.prefix(req, logPrefix)
-			if other := p.placeholderInBody(body, o.route); other != "" {
-				return o.leak(other)
+		if p.cfg.Recorder != nil || f != nil {
+			body, more := st.prefix(req, logPrefix)
+			if !p.bodyLeaks(req, body, more, &o) {
+				return o
 			}
 		}
 	}
@@ -196,6 +204,12 @@ func (p *Proxy) routeStep(ctx context.Context, req *http.Request, k kind, defPor
 		o.via = audit.RouteIntercept
 	} else if p.cfg.DefaultAction == "deny" {
 		o.refuse(http.StatusForbidden, errEgress, "default_action", a.Host+" is not a configured upstream and default_action is deny")
+		return false
+	}
+	// A host name is looked up before anything else sees the request: a
+	// placeholder in it would leave in the DNS query.
+	if other := p.finderFor(o.route).find([]byte(a.Host), 0, nil); other != "" {
+		o.leak(other, "host")
 		return false
 	}
 	// An upstream's configured address is trusted; anything else is
@@ -282,9 +296,14 @@ func (p *Proxy) viewBody(req *http.Request, st *reqState, preq *policy.Request, 
 		}
 		o.note = "policy.oversize allow: " + err.Error()
 	}
-	if other := p.placeholderInBody(raw, o.route); other != "" {
-		o.leak(other)
-		return false
+	// A body the body step could not search whole is searched in the view
+	// too, so that a leak within max_body is refused before any human is
+	// asked; leakBody still searches it as it streams.
+	if o.watch != watchNone {
+		if other := p.finderFor(o.route).inView(view, &scratch{}); other != "" {
+			o.leak(other, "body")
+			return false
+		}
 	}
 	preq.Body = view
 	return true
@@ -409,6 +428,9 @@ func (p *Proxy) handleConnect(hostport string, ctx *goproxy.ProxyCtx) (*goproxy.
 		ctx.Resp = refusal(ctx.Req, p.cfg.Session, r.code, r.kind, r.rule, r.reason)
 		st.rule = r.rule
 		p.recordRefusal(ctx.Req, st, o.via, ctx.Resp, r.kind, r.reason)
+		if r.kind == errLeak {
+			p.record(audit.Event{Type: audit.TypeLeak, ID: st.id, Leak: &audit.Leak{Upstream: r.leaked, To: hostport, Where: r.where}})
+		}
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, hostport
 	}
 	st.rule = o.decision.Rule
@@ -445,15 +467,16 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		}
 		p.recordRefusal(req, st, o.via, resp, r.kind, r.reason)
 		if r.kind == errLeak {
-			p.record(audit.Event{Type: audit.TypeLeak, ID: st.id, Leak: &audit.Leak{Upstream: r.leaked, To: o.dest.String()}})
+			p.record(audit.Event{Type: audit.TypeLeak, ID: st.id, Leak: &audit.Leak{Upstream: r.leaked, To: o.dest.String(), Where: r.where}})
 		}
 		return req, resp
 	}
 
+	lb := p.watchBody(req, &o, st)
 	r := o.route
 	if r == nil {
 		p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", o.note))
-		ctx.RoundTripper = p.roundTripper(p.direct, st)
+		ctx.RoundTripper = p.roundTripper(p.guard(p.direct, lb), st)
 		return req, nil
 	}
 	// The one authority, also for plain HTTP inside the tunnel or to an
@@ -495,7 +518,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	// The decision is on disk before the request goes out: a crewgate
 	// killed mid-request still leaves it in the log.
 	p.record(p.requestEvent(req, st, o.via, o.decisionOf(), "", o.note))
-	ctx.RoundTripper = p.roundTripper(r.transport, st)
+	ctx.RoundTripper = p.roundTripper(p.guard(r.transport, lb), st)
 	return req, nil
 }
 

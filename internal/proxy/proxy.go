@@ -130,6 +130,7 @@ type Proxy struct {
 
 	direct  *http.Transport     // for hosts no upstream claims
 	foreign []*route            // upstreams with a placeholder: none may leave for another host
+	leak    *leakFinder         // finds their placeholders, for hosts no upstream claims
 	lits    *literals           // credentials injected so far, masked everywhere
 	preview *maskers            // masks request bodies shown in approval prompts
 	who     string              // the identity as prompts show it
@@ -152,6 +153,7 @@ type route struct {
 	resp      *maskers
 	req       *maskers
 	foreign   []*route // the other upstreams with a placeholder: it must not reach this one
+	leak      *leakFinder
 	last      atomic.Pointer[injected]
 }
 
@@ -233,6 +235,10 @@ func New(cfg Config) (*Proxy, error) {
 				other.foreign = append(other.foreign, r)
 			}
 		}
+	}
+	p.leak = newLeakFinder(p.foreign)
+	for _, r := range p.routes {
+		r.leak = newLeakFinder(r.foreign)
 	}
 	var err error
 	if p.preview, err = newMaskers(mask.Config{}, p.lits); err != nil {
