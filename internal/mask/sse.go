@@ -3,91 +3,313 @@ package mask
 import (
 	"bytes"
 	"strconv"
-	"strings"
 )
 
 // maxEvent caps one SSE event; a longer event switches the rest of the body
 // to the byte-stream masker rather than buffering without bound.
 const maxEvent = 1 << 20
 
-// sseProc masks a text/event-stream body event by event, carrying the text
-// of each LLM stream (choice, tool call, content block) across events.
+// maxStreams and maxTmplBytes bound what a body keeps for its open text
+// streams; past them the oldest stream is flushed and forgotten.
+const (
+	maxStreams   = 64
+	maxTmplBytes = 4 << 20
+)
+
+var (
+	bom         = []byte("\xef\xbb\xbf")
+	messageType = []byte("message") // the type a client gives an event without one
+)
+
+// sseProc masks a text/event-stream body event by event. Lines end at CR,
+// LF or CRLF, as the SSE specification says, and a CR that ends a read
+// never holds an event back. The text of each LLM stream (a chat choice, a
+// tool call, a content block; see formats.go) and the data of the plain-text
+// events of one event type are each masked as one text across events: the
+// one-shot text is what a client that appends the pieces reads, the data
+// lines of one event joined with "\n" and the data of successive events
+// with nothing between them, so an event boundary is no word boundary. A
+// piece that could still start a match is held and sent with the stream's
+// next event, or in a flush event when the stream ends; an event whose text
+// is all held and that carries nothing else is dropped.
 type sseProc struct {
-	e        *Engine
-	c        *Counts
-	pending  []byte
-	scanned  int // pending[:scanned] holds no line end of the current event
-	streams  map[string]*stream
-	order    []string
+	e *Engine
+	c *Counts
+	t *table
+
+	pending  []byte // the event being read
+	scanned  int    // pending[:scanned] is split into lines
+	crLine   bool   // the line before pending[scanned] ended with the last byte read, a CR: an LF there belongs to it
+	crEvent  bool   // the last event ended with the last byte read, a CR: an LF first in the next read belongs to it
+	crOut    bool   // and that event was written, so that LF is too
+	started  bool   // the start was checked for a byte order mark
 	fallback *textScanner
+
+	streams   map[string]*stream
+	order     []*stream // open streams, oldest first
+	tmplBytes int
+	serial    int // events read
+
+	// Sequence numbers as sent (OpenAI Responses): upstream + seqShift.
+	seqShift int64
+	seqLast  int64 // the last number sent
+	seqSent  bool
+	seqTaken bool // a flush took seqLast: the next event must be numbered above it
+
+	// Per-event scratch.
+	ev       sseEvent
+	data     []byte
+	w        walker
+	visitFn  func(byte, int, int)
+	info     bool // the event holds a scalar no format names
+	hits     []hit
+	edits    []sedit
+	spans    []sspan
+	arena    []byte
+	key      []byte
+	typ      []byte
+	unq      []byte
+	text     []byte
+	newData  []byte
+	endKeys  [][2]int
+	endArena []byte
 	scratch  [2][]byte
+	js       jsonState
+	wrote    bool // the event just read was written (in part) rather than dropped
+
+	// Flush scratch.
+	ftext  []byte
+	fedits []edit
+	fbuf   []byte
+	fdata  []byte
 }
 
-// stream is the state of one LLM text stream.
+// stream is one text stream: its scanner and the last event that carried
+// its text, from which a flush event is built.
 type stream struct {
-	s    textScanner
-	tmpl *eventTmpl
+	key   string
+	scope int // key[:scope] is what an end event names
+	f     int // format; -1 for plain-text events
+	s     textScanner
+	tmpl  eventTmpl
+	seen  int // serial of the last event with its text
+	last  int // index in hits of its last text in that event
 }
 
-// eventTmpl is the last output event that carried a stream's text: a flush
-// event is a copy of it with the stream's text replaced and the other streams
-// emptied.
+// eventTmpl is an event kept to build a flush event from: the stream's
+// span holds the flushed text, other streams' spans "", and in an event that
+// is not plain (see format.meta) the other strings "".
 type eventTmpl struct {
-	lines [][]byte // non-data lines other than id:, with their line ends
-	term  []byte
-	data  []byte
-	spans []span
+	raw      []byte
+	lines    []sseLine
+	lastData int
+	data     []byte // the JSON as sent; empty for plain-text events
+	spans    []tspan
+	plain    bool
+	seq      int64
+	seqFree  bool // the event was dropped, so its number seq was never sent
 }
 
-type span struct {
-	key        string
+func (t *eventTmpl) size() int { return len(t.raw) + len(t.data) }
+
+const (
+	spanSelf = iota
+	spanOther
+	spanBlank
+	spanSeq
+)
+
+type tspan struct {
 	start, end int
+	kind       byte
 }
+
+// sspan is a span of an event being processed; owner is the stream whose
+// text it holds, nil for a blank or seq span.
+type sspan struct {
+	start, end int
+	kind       byte
+	owner      *stream
+}
+
+// sedit replaces src[start:end] with repl; span, when >= 0, is the sspan
+// that records where repl lands in the output.
+type sedit struct {
+	start, end int
+	repl       []byte
+	span       int
+}
+
+// hit is a scalar of an event's JSON: a string, a value a table names, or a
+// json_fields value.
+type hit struct {
+	start, end int
+	w          int32 // watch, or -1
+	kind       byte
+	esc        bool // a string holding a backslash
+	caps       [maxCaps]int32
+	st         *stream // the stream whose text it is
+}
+
+// sseEvent is one event as read: its lines and its data (the values of its
+// data lines joined with "\n").
+type sseEvent struct {
+	raw      []byte
+	lines    []sseLine
+	lastData int
+	data     []byte
+	nData    int
+	typ      []byte // the value of its event: line
+	keep     bool   // it has id: or retry: lines, which a dropped event keeps
+}
+
+// sseLine is raw[start:end], ended by raw[end:next]; raw[val:end] is its
+// field value.
+type sseLine struct {
+	start, end, next, val int
+	field                 byte
+}
+
+// Fields of SSE lines.
+const (
+	fieldBlank = iota
+	fieldData
+	fieldEvent
+	fieldID
+	fieldRetry
+	fieldComment
+	fieldOther
+)
 
 func newSSE(e *Engine, c *Counts) *sseProc {
-	return &sseProc{e: e, c: c, streams: map[string]*stream{}}
+	p := &sseProc{e: e, c: c, t: sseTable(), streams: map[string]*stream{}}
+	p.visitFn = p.visit
+	return p
 }
 
 func (p *sseProc) process(out, in []byte, eof bool) []byte {
+	out, in = p.afterCR(out, in, eof)
 	if p.fallback != nil {
 		return p.fallback.feed(out, in, eof)
 	}
 	p.pending = append(p.pending, in...)
-	start := 0
-	i := p.scanned
-	for {
-		k := bytes.IndexByte(p.pending[i:], '\n')
-		if k < 0 {
-			break
-		}
-		nl := i + k
-		line := p.pending[i:nl]
-		i = nl + 1
-		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
-			out = p.event(out, p.pending[start:i])
-			start = i
+	if !p.started {
+		var ok bool
+		if out, ok = p.start(out, eof); !ok {
+			return out
 		}
 	}
+	out, start, fell := p.events(out, eof)
+	if fell {
+		return out
+	}
 	rest := len(p.pending) - start
-	copy(p.pending, p.pending[start:])
-	p.pending = p.pending[:rest]
-	p.scanned = i - start
-	if len(p.pending) > maxEvent {
-		out = p.flushAll(out)
-		p.c.setForm("sse-bytes")
-		p.fallback = &textScanner{e: p.e, c: p.c}
-		buf := p.pending
-		p.pending = nil
-		return p.fallback.feed(out, buf, eof)
+	p.pending = p.pending[:copy(p.pending, p.pending[start:])]
+	p.scanned -= start
+	if rest > maxEvent {
+		return p.toBytes(out, p.pending, eof)
 	}
 	if eof {
 		out = p.flushAll(out)
-		if len(p.pending) > 0 {
-			// An unterminated last event: mask its bytes as text.
+		if rest > 0 {
+			// An unterminated last event, which a client discards: mask its bytes as text.
 			out = p.e.maskBytes(out, p.pending, p.c)
-			p.pending = p.pending[:0]
+		}
+		p.pending, p.scanned = p.pending[:0], 0
+	}
+	return out
+}
+
+// afterCR handles the first byte of a read that follows an event ended by
+// a CR at the end of the last read: an LF there is the rest of its CRLF.
+func (p *sseProc) afterCR(out, in []byte, eof bool) ([]byte, []byte) {
+	if !p.crEvent || len(in) == 0 && !eof {
+		return out, in
+	}
+	p.crEvent = false
+	if len(in) > 0 && in[0] == '\n' {
+		if p.crOut {
+			out = append(out, '\n')
+		}
+		in = in[1:]
+	}
+	return out, in
+}
+
+// start passes a leading byte order mark on and leaves it out of the
+// parse, as a client drops it. It reports false while the bytes so far
+// could still be one.
+func (p *sseProc) start(out []byte, eof bool) ([]byte, bool) {
+	if len(p.pending) < len(bom) && !eof && bytes.HasPrefix(bom, p.pending) {
+		return out, false
+	}
+	p.started = true
+	if bytes.HasPrefix(p.pending, bom) {
+		out = append(out, bom...)
+		p.pending = p.pending[:copy(p.pending, p.pending[len(bom):])]
+	}
+	return out, true
+}
+
+// events splits p.pending into lines from p.scanned on and masks each
+// complete event. It returns where the incomplete event starts, or fell
+// when the body switched to the byte-stream masker.
+func (p *sseProc) events(out []byte, eof bool) (_ []byte, start int, fell bool) {
+	buf := p.pending
+	i := p.scanned
+	if p.crLine && i < len(buf) {
+		p.crLine = false
+		if buf[i] == '\n' {
+			i++
 		}
 	}
+	for {
+		line := i
+		end := indexEOL(buf, line)
+		if end < 0 {
+			break
+		}
+		i = end + 1
+		tail := false // a CR that ends what has arrived: an LF may follow
+		if buf[end] == '\r' {
+			if i < len(buf) {
+				if buf[i] == '\n' {
+					i++
+				}
+			} else if !eof {
+				tail = true
+			}
+		}
+		if end > line {
+			if tail {
+				p.crLine = true
+				break
+			}
+			continue
+		}
+		// A blank line: the event is complete. Its length up to the blank
+		// line decides the fallback, so that how it was read does not.
+		if end-start > maxEvent {
+			return p.toBytes(out, buf[start:], eof), 0, true
+		}
+		out = p.event(out, buf[start:i])
+		start = i
+		if tail {
+			p.crEvent, p.crOut = true, p.wrote
+			break
+		}
+	}
+	p.scanned = i
+	return out, start, false
+}
+
+// toBytes masks rest and everything after it as one byte stream.
+func (p *sseProc) toBytes(out, rest []byte, eof bool) []byte {
+	out = p.flushAll(out)
+	p.c.setForm("sse-bytes")
+	p.fallback = &textScanner{e: p.e, c: p.c}
+	out = p.fallback.feed(out, rest, eof)
+	p.pending = nil
 	return out
 }
 
@@ -96,402 +318,661 @@ func (e *Engine) maskBytes(out, b []byte, c *Counts) []byte {
 	return out
 }
 
-// lines splits raw into lines that keep their line ends.
-func lines(raw []byte) [][]byte {
-	var ls [][]byte
-	for len(raw) > 0 {
-		k := bytes.IndexByte(raw, '\n')
-		if k < 0 {
-			ls = append(ls, raw)
-			break
-		}
-		ls = append(ls, raw[:k+1])
-		raw = raw[k+1:]
+// indexEOL returns the index of the first CR or LF in b[i:], or -1.
+func indexEOL(b []byte, i int) int {
+	s := b[i:]
+	k := bytes.IndexByte(s, '\n')
+	lim := s
+	if k >= 0 {
+		lim = s[:k]
 	}
-	return ls
+	if j := bytes.IndexByte(lim, '\r'); j >= 0 {
+		return i + j
+	}
+	if k < 0 {
+		return -1
+	}
+	return i + k
 }
 
-func trimEOL(l []byte) []byte {
-	l = bytes.TrimSuffix(l, []byte("\n"))
-	return bytes.TrimSuffix(l, []byte("\r"))
+// parse splits raw, a complete event, into lines and fields.
+func (p *sseProc) parse(raw []byte) *sseEvent {
+	ev := &p.ev
+	*ev = sseEvent{raw: raw, lines: ev.lines[:0], lastData: -1}
+	for i := 0; i < len(raw); {
+		end := indexEOL(raw, i)
+		if end < 0 {
+			end = len(raw)
+		}
+		next := end
+		if next < len(raw) {
+			next++
+			if raw[end] == '\r' && next < len(raw) && raw[next] == '\n' {
+				next++
+			}
+		}
+		l := sseLine{start: i, end: end, next: next, val: end}
+		if end > i {
+			name := raw[i:end]
+			if c := bytes.IndexByte(name, ':'); c >= 0 {
+				name, l.val = name[:c], i+c+1
+				if l.val < end && raw[l.val] == ' ' {
+					l.val++
+				}
+			}
+			switch string(name) {
+			case "data":
+				l.field = fieldData
+			case "event":
+				l.field = fieldEvent
+				ev.typ = raw[l.val:end]
+			case "id":
+				l.field, ev.keep = fieldID, true
+			case "retry":
+				l.field, ev.keep = fieldRetry, true
+			case "":
+				l.field = fieldComment
+			default:
+				l.field = fieldOther
+			}
+		}
+		if l.field == fieldData {
+			v := raw[l.val:end]
+			switch ev.nData {
+			case 0:
+				ev.data = v
+			case 1:
+				p.data = append(append(append(p.data[:0], ev.data...), '\n'), v...)
+				ev.data = p.data
+			default:
+				p.data = append(append(p.data, '\n'), v...)
+				ev.data = p.data
+			}
+			ev.nData++
+			ev.lastData = len(ev.lines)
+		}
+		ev.lines = append(ev.lines, l)
+		i = next
+	}
+	return ev
 }
 
-// event masks one complete event (raw ends with its blank line).
-func (p *sseProc) event(out, raw []byte) []byte {
-	ls := lines(raw)
-	var data []byte
-	nData := 0
-	for _, l := range ls {
-		if v, ok := bytes.CutPrefix(trimEOL(l), []byte("data:")); ok {
-			v = bytes.TrimPrefix(v, []byte(" "))
-			if nData > 0 {
-				data = append(append(data[:len(data):len(data)], '\n'), v...)
+// writeEvent writes an event with its data replaced: data is split at
+// '\n' over the data lines, each keeping its line end; extra pieces follow
+// the last data line with its line end, and data lines left without a piece
+// are dropped. A synthetic event keeps only event: and data lines and ends
+// with the last data line's line end: the event it copies may have ended
+// with a CR whose LF came in the next read.
+func writeEvent(out, raw []byte, lines []sseLine, lastData int, data []byte, synthetic bool) []byte {
+	rest, more := data, true
+	for i, l := range lines {
+		if l.field != fieldData {
+			if !synthetic || l.field == fieldEvent {
+				out = append(out, raw[l.start:l.next]...)
+			}
+			continue
+		}
+		term := raw[l.end:l.next]
+		for more {
+			piece := rest
+			if k := bytes.IndexByte(rest, '\n'); k >= 0 {
+				piece, rest = rest[:k], rest[k+1:]
 			} else {
-				data = v
+				more = false
 			}
-			nData++
+			out = append(out, "data: "...)
+			out = append(out, piece...)
+			out = append(out, term...)
+			if i != lastData {
+				break
+			}
 		}
 	}
-	if nData == 0 {
-		return append(out, raw...)
+	if synthetic {
+		l := lines[lastData]
+		out = append(out, raw[l.end:l.next]...)
 	}
-	if string(data) == "[DONE]" {
-		out = p.flushAll(out)
-		return append(out, raw...)
-	}
-	if t := bytes.TrimLeft(data, " \t"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		if r, ok := p.jsonEvent(out, ls, data); ok {
-			return r
-		}
-	}
-	masked := p.e.maskBytes(nil, data, p.c)
-	if bytes.Equal(masked, data) {
-		return append(out, raw...)
-	}
-	return rebuild(out, ls, masked, false)
+	return out
 }
 
-// rebuild writes the event with its data lines replaced by data. Synthetic
-// events drop id: lines so that the client's last event id stays honest.
-func rebuild(out []byte, ls [][]byte, data []byte, synthetic bool) []byte {
-	done := false
-	for _, l := range ls {
-		t := trimEOL(l)
-		isData := bytes.HasPrefix(t, []byte("data:"))
-		if !isData {
-			if synthetic && (bytes.HasPrefix(t, []byte("id:")) || len(t) == 0) {
-				continue
-			}
-			out = append(out, l...)
-			continue
-		}
-		if done {
-			continue
-		}
-		done = true
-		term := l[len(t):]
-		for _, d := range bytes.Split(data, []byte("\n")) {
-			out = append(out, "data: "...)
-			out = append(out, d...)
-			out = append(out, term...)
-		}
-		if synthetic {
-			out = append(out, term...)
+// writeKept writes what a dropped event keeps: its id: and retry: lines,
+// which change the client's state without dispatching anything.
+func (p *sseProc) writeKept(out []byte, ev *sseEvent) []byte {
+	p.wrote = ev.keep
+	if !ev.keep {
+		return out
+	}
+	for _, l := range ev.lines {
+		if l.field == fieldID || l.field == fieldRetry || l.field == fieldBlank {
+			out = append(out, ev.raw[l.start:l.next]...)
 		}
 	}
 	return out
 }
 
-// Roles of string values in LLM stream events.
-const (
-	roleNone = iota
-	roleChat
-	roleReasoning
-	roleTool
-	roleTop   // Responses: top-level "delta"
-	roleBlock // Anthropic: delta.text / delta.partial_json / delta.thinking
-)
-
-type strVal struct {
-	start, end int
-	role       int
-	choice     int
-	tool       int
+// event masks one complete event (raw ends with its blank line).
+func (p *sseProc) event(out, raw []byte) []byte {
+	p.serial++
+	p.wrote = true
+	ev := p.parse(raw)
+	if ev.nData == 0 {
+		return append(out, raw...)
+	}
+	if string(ev.data) == "[DONE]" {
+		out = p.flushAll(out)
+		return append(out, raw...)
+	}
+	if t := bytes.TrimLeft(ev.data, " \t\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		if r, ok := p.jsonEvent(out, ev); ok {
+			return r
+		}
+	}
+	return p.textEvent(out, ev)
 }
 
-func isKey(s seg, k string) bool { return s.idx < 0 && string(s.key) == k }
+// textEvent masks the data of an event that is not JSON as the next piece
+// of the text of its event type: the one-shot text is the concatenation of
+// the data of those events, as a client that appends them reads it.
+func (p *sseProc) textEvent(out []byte, ev *sseEvent) []byte {
+	typ := ev.typ
+	if len(typ) == 0 {
+		typ = messageType
+	}
+	p.key = append(append(p.key[:0], 0xff), typ...)
+	st := p.stream(-1, len(p.key))
+	st.seen = p.serial
+	p.text = st.s.feed(p.text[:0], ev.data, false)
+	p.spans = p.spans[:0]
+	p.setTmpl(st, ev, nil, true, false, 0)
+	switch {
+	case bytes.Equal(p.text, ev.data):
+		out = append(out, ev.raw...)
+	case len(p.text) == 0:
+		out = p.writeKept(out, ev)
+	default:
+		out = writeEvent(out, ev.raw, ev.lines, ev.lastData, p.text, false)
+	}
+	return p.evict(out)
+}
 
-// jsonEvent masks an event whose data is JSON. ok is false when it is not.
-func (p *sseProc) jsonEvent(out []byte, ls [][]byte, data []byte) ([]byte, bool) {
-	var (
-		strs     []strVal
-		typ      string
-		ids      [5]string // index, item_id, output_index, content_index, summary_index
-		finishes []string
-		toolIdx  map[[2]int]string
-		fields   []edit
-	)
-	w := walker{src: data, fields: p.e.fields}
-	w.visit = func(kind byte, start, end int) {
-		path := w.path
-		if kind == kField {
-			fields = append(fields, edit{start, end, appendQuoted(nil, p.e.fieldRp)})
+func (p *sseProc) visit(kind byte, start, end int) {
+	h := hit{start: start, end: end, kind: kind, w: -1}
+	if kind != kField {
+		h.esc = kind == kString && p.w.esc
+		h.w = p.t.lookup(p.w.path)
+		if h.w >= 0 {
+			n := 0
+			for _, s := range p.w.path {
+				if s.idx >= 0 && n < maxCaps {
+					h.caps[n] = int32(s.idx)
+					n++
+				}
+			}
+		} else if kind != kString {
+			if kind != kOther || p.w.src[start] != 'n' {
+				p.info = true
+			}
 			return
 		}
-		v := strVal{start: start, end: end}
-		switch len(path) {
-		case 1:
-			switch string(path[0].key) {
-			case "type":
-				if kind == kString {
-					typ = string(data[start+1 : end-1])
-				}
-			case "index":
-				ids[0] = string(data[start:end])
-			case "item_id":
-				ids[1] = string(data[start:end])
-			case "output_index":
-				ids[2] = string(data[start:end])
-			case "content_index":
-				ids[3] = string(data[start:end])
-			case "summary_index":
-				ids[4] = string(data[start:end])
-			case "delta":
-				v.role = roleTop
-			}
-		case 2:
-			if isKey(path[0], "delta") {
-				switch string(path[1].key) {
-				case "text", "partial_json", "thinking":
-					v.role = roleBlock
-				}
-			}
-		case 3:
-			if kind == kString && isKey(path[0], "choices") && path[1].idx >= 0 && isKey(path[2], "finish_reason") {
-				finishes = append(finishes, "chat/"+strconv.Itoa(path[1].idx)+"/")
-			}
-		case 4:
-			if isKey(path[0], "choices") && path[1].idx >= 0 && isKey(path[2], "delta") {
-				v.choice = path[1].idx
-				switch string(path[3].key) {
-				case "content":
-					v.role = roleChat
-				case "reasoning_content":
-					v.role = roleReasoning
-				}
-			}
-		case 6:
-			if kind == kNumber && isKey(path[0], "choices") && isKey(path[2], "delta") && isKey(path[3], "tool_calls") && path[4].idx >= 0 && isKey(path[5], "index") {
-				if toolIdx == nil {
-					toolIdx = map[[2]int]string{}
-				}
-				toolIdx[[2]int{path[1].idx, path[4].idx}] = string(data[start:end])
-			}
-		case 7:
-			if isKey(path[0], "choices") && isKey(path[2], "delta") && isKey(path[3], "tool_calls") && isKey(path[5], "function") && isKey(path[6], "arguments") {
-				v.role, v.choice, v.tool = roleTool, path[1].idx, path[4].idx
-			}
-		}
-		if kind == kString {
-			strs = append(strs, v)
-		}
 	}
-	if w.walk() != nil {
+	p.hits = append(p.hits, h)
+}
+
+// jsonEvent masks an event whose data is JSON; ok is false when it is not.
+func (p *sseProc) jsonEvent(out []byte, ev *sseEvent) ([]byte, bool) {
+	data := ev.data
+	p.hits, p.info = p.hits[:0], false
+	p.w = walker{src: data, fields: p.e.fields, visit: p.visitFn, path: p.w.path[:0], lower: p.w.lower}
+	if p.w.walk() != nil {
 		return out, false
 	}
-	for range fields {
-		p.c.add(JSONFieldName)
-	}
-	// Stream keys and the streams this event ends.
-	key := func(v strVal) string {
-		switch v.role {
-		case roleChat:
-			return "chat/" + strconv.Itoa(v.choice) + "/c"
-		case roleReasoning:
-			return "chat/" + strconv.Itoa(v.choice) + "/r"
-		case roleTool:
-			t, ok := toolIdx[[2]int{v.choice, v.tool}]
-			if !ok {
-				t = "#" + strconv.Itoa(v.tool)
-			}
-			return "chat/" + strconv.Itoa(v.choice) + "/t/" + t
-		case roleTop:
-			if strings.HasPrefix(typ, "response.") && strings.HasSuffix(typ, ".delta") {
-				return strings.TrimSuffix(typ, ".delta") + "/" + strings.Join(ids[1:], "/")
-			}
-		case roleBlock:
-			if typ == "content_block_delta" {
-				return "anth/" + ids[0]
+	j := &p.js
+	*j = jsonState{data: data}
+	typ := p.eventType(data)
+	j.f, j.nText, j.plain = p.resolveTexts(data, typ)
+	j.all = p.findEnds(data, typ)
+	j.ending = j.all != 0 || len(p.endKeys) > 0
+	if j.ending {
+		// Streams that end here without text in this event are flushed
+		// just before it.
+		for _, st := range p.order {
+			if st.seen != p.serial && p.ends(st, j.all) {
+				out = p.flush(out, st)
 			}
 		}
-		return ""
 	}
-	var ends func(string) bool
+	p.editHits(j)
+	drop := j.nText > 0 && j.plain && j.allHeld && !j.otherChanged && p.t.fmts[j.f].drop
+	newData := data
+	if j.changed || j.nText > 0 {
+		newData = p.apply(data)
+	}
+	if j.nText > 0 {
+		for i := range p.hits {
+			if st := p.hits[i].st; st != nil && i == st.last {
+				p.setTmpl(st, ev, newData, j.plain, drop && j.hasSeq, j.seq)
+			}
+		}
+	}
 	switch {
-	case typ == "content_block_stop":
-		k := "anth/" + ids[0]
-		ends = func(s string) bool { return s == k }
-	case typ == "message_stop" || typ == "response.completed" || typ == "response.incomplete" ||
-		typ == "response.failed" || typ == "response.done" || typ == "error":
-		ends = func(string) bool { return true }
-	case strings.HasPrefix(typ, "response.") && strings.HasSuffix(typ, ".done"):
-		k := strings.TrimSuffix(typ, ".done") + "/" + strings.Join(ids[1:], "/")
-		ends = func(s string) bool { return s == k }
+	case drop:
+		out = p.writeKept(out, ev)
+	case !j.changed:
+		out = append(out, ev.raw...)
+	default:
+		out = writeEvent(out, ev.raw, ev.lines, ev.lastData, newData, false)
 	}
-	if chatEnds := finishes; len(chatEnds) > 0 {
-		prev := ends
-		ends = func(s string) bool {
-			for _, pre := range chatEnds {
-				if strings.HasPrefix(s, pre) {
-					return true
-				}
-			}
-			return prev != nil && prev(s)
-		}
+	if j.hasSeq && !drop {
+		p.seqLast, p.seqSent = j.seq, true
 	}
-
-	keys := make([]string, len(strs))
-	inEvent := map[string]bool{}
-	for n, v := range strs {
-		keys[n] = key(v)
-		if keys[n] != "" {
-			inEvent[keys[n]] = true
-		}
+	if j.ending {
+		p.endStreams(j.all)
 	}
-	// Streams that end here without text in this event are flushed in
-	// synthetic events just before it.
-	if ends != nil {
-		for _, k := range p.order {
-			if ends(k) && !inEvent[k] {
-				out = p.flush(out, k)
-			}
-		}
-	}
-
-	edits := fields
-	var tmplSpans []span
-	for n, v := range strs {
-		raw := data[v.start+1 : v.end-1]
-		k := keys[n]
-		if k == "" {
-			if r, changed := p.e.maskJSONString(&p.scratch, raw, containsByte(raw, '\\'), p.c); changed {
-				edits = append(edits, edit{v.start, v.end, r})
-			}
-			continue
-		}
-		st := p.streams[k]
-		if st == nil {
-			st = &stream{s: textScanner{e: p.e, c: p.c}}
-			p.streams[k] = st
-			p.order = append(p.order, k)
-		}
-		text := raw
-		if containsByte(raw, '\\') {
-			text = unquote(nil, raw)
-		}
-		eof := ends != nil && ends(k)
-		emitted := st.s.feed(nil, text, eof)
-		r := appendQuoted(nil, emitted)
-		if !bytes.Equal(emitted, text) {
-			edits = append(edits, edit{v.start, v.end, r})
-		} else {
-			r = data[v.start:v.end]
-		}
-		tmplSpans = append(tmplSpans, span{key: k, start: v.start, end: v.end})
-	}
-	if len(edits) == 0 && len(tmplSpans) == 0 {
-		p.endStreams(ends)
-		return append(out, joinLines(ls)...), true
-	}
-	sortEdits(edits)
-	newData := applyEdits(nil, data, edits)
-	if len(tmplSpans) > 0 {
-		t := &eventTmpl{data: newData}
-		// Map span positions into the new data.
-		for _, s := range tmplSpans {
-			shift := 0
-			for _, ed := range edits {
-				if ed.end <= s.start {
-					shift += len(ed.repl) - (ed.end - ed.start)
-				}
-			}
-			ns := s.start + shift
-			ne := ns + (s.end - s.start)
-			for _, ed := range edits {
-				if ed.start == s.start {
-					ne = ns + len(ed.repl)
-				}
-			}
-			t.spans = append(t.spans, span{key: s.key, start: ns, end: ne})
-		}
-		for _, l := range ls {
-			tl := trimEOL(l)
-			if !bytes.HasPrefix(tl, []byte("data:")) && !bytes.HasPrefix(tl, []byte("id:")) && len(tl) > 0 {
-				t.lines = append(t.lines, bytes.Clone(l))
-			} else if len(tl) == 0 || bytes.HasPrefix(tl, []byte("data:")) {
-				t.term = bytes.Clone(l[len(tl):])
-			}
-		}
-		for _, s := range tmplSpans {
-			if st := p.streams[s.key]; st != nil {
-				st.tmpl = t
-			}
-		}
-	}
-	if len(edits) == 0 {
-		out = append(out, joinLines(ls)...)
-	} else {
-		out = rebuild(out, ls, newData, false)
-	}
-	p.endStreams(ends)
-	return out, true
+	return p.evict(out), true
 }
 
-func joinLines(ls [][]byte) []byte { return bytes.Join(ls, nil) }
+// jsonState is what masking one JSON event has found and decided.
+type jsonState struct {
+	data         []byte
+	f, nText     int    // the event's format and how many stream texts it holds
+	plain        bool   // every scalar is named by its format
+	all          uint32 // formats whose streams all end here
+	ending       bool   // some stream ends here
+	changed      bool   // the data changes
+	otherChanged bool   // something other than stream text or numbering changes
+	allHeld      bool   // every stream text is held whole
+	hasSeq       bool
+	seq          int64 // the event's sequence number as sent
+}
 
-func sortEdits(es []edit) {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].start < es[j-1].start; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
+// editHits decides the edits of the event's scalars in document order.
+func (p *sseProc) editHits(j *jsonState) {
+	p.edits, p.spans, p.arena = p.edits[:0], p.spans[:0], p.arena[:0]
+	j.allHeld = j.nText > 0
+	for i := range p.hits {
+		h := &p.hits[i]
+		switch {
+		case h.kind == kField:
+			p.c.add(JSONFieldName)
+			a := len(p.arena)
+			p.arena = appendQuoted(p.arena, p.e.fieldRp)
+			p.edits = append(p.edits, sedit{h.start, h.end, p.arena[a:], -1})
+			j.changed, j.otherChanged = true, true
+		case h.st != nil:
+			p.textEdit(j, h, i)
+		case h.kind == kNumber && h.w >= 0 && p.t.watches[h.w].seq:
+			p.seqEdit(j, h)
+		case h.kind == kString:
+			r, ch := p.e.maskJSONString(&p.scratch, j.data[h.start+1:h.end-1], h.esc, p.c)
+			repl := j.data[h.start:h.end]
+			if ch {
+				repl, j.changed, j.otherChanged = r, true, true
+			}
+			if j.nText > 0 && !j.plain && !p.named(h, j.f) {
+				p.spanEdit(h.start, h.end, repl, spanBlank, nil)
+			} else if ch {
+				p.edits = append(p.edits, sedit{h.start, h.end, repl, -1})
+			}
 		}
 	}
 }
 
-// endStreams forgets the streams that ended (they were flushed in place or
-// just before the event).
-func (p *sseProc) endStreams(ends func(string) bool) {
-	if ends == nil {
+// textEdit feeds a stream's text and puts what is safe in its place; the
+// stream's last text in an event that ends it flushes it.
+func (p *sseProc) textEdit(j *jsonState, h *hit, i int) {
+	raw := j.data[h.start+1 : h.end-1]
+	text := raw
+	if h.esc {
+		p.unq = unquote(p.unq[:0], raw)
+		text = p.unq
+	}
+	eof := j.ending && i == h.st.last && p.ends(h.st, j.all)
+	p.text = h.st.s.feed(p.text[:0], text, eof)
+	if len(text) == 0 || len(p.text) > 0 {
+		j.allHeld = false
+	}
+	repl := j.data[h.start:h.end]
+	if !bytes.Equal(p.text, text) {
+		a := len(p.arena)
+		p.arena = appendQuoted(p.arena, p.text)
+		repl, j.changed = p.arena[a:], true
+	}
+	p.spanEdit(h.start, h.end, repl, spanSelf, h.st)
+}
+
+// seqEdit numbers the event: its upstream number plus the shift that the
+// flush events sent so far made necessary.
+func (p *sseProc) seqEdit(j *jsonState, h *hit) {
+	n, err := strconv.ParseInt(string(j.data[h.start:h.end]), 10, 64)
+	if err != nil {
 		return
 	}
-	kept := p.order[:0]
-	for _, k := range p.order {
-		if ends(k) {
-			delete(p.streams, k)
+	if p.seqTaken && n+p.seqShift <= p.seqLast {
+		p.seqShift = p.seqLast + 1 - n
+	}
+	p.seqTaken, j.hasSeq, j.seq = false, true, n+p.seqShift
+	repl := j.data[h.start:h.end]
+	if p.seqShift != 0 {
+		a := len(p.arena)
+		p.arena = strconv.AppendInt(p.arena, j.seq, 10)
+		repl, j.changed = p.arena[a:], true
+	}
+	switch {
+	case j.nText > 0:
+		p.spanEdit(h.start, h.end, repl, spanSeq, nil)
+	case p.seqShift != 0:
+		p.edits = append(p.edits, sedit{h.start, h.end, repl, -1})
+	}
+}
+
+// eventType returns the decoded top-level "type" of the event, or nil.
+func (p *sseProc) eventType(data []byte) []byte {
+	for i := range p.hits {
+		h := &p.hits[i]
+		if h.w != p.t.typW || h.kind != kString {
 			continue
 		}
-		kept = append(kept, k)
+		raw := data[h.start+1 : h.end-1]
+		if !h.esc {
+			return raw
+		}
+		p.typ = unquote(p.typ[:0], raw)
+		return p.typ
 	}
+	return nil
+}
+
+// resolveTexts finds the strings that are stream text, binds each to its
+// stream, and returns the event's format, how many texts it holds, and
+// whether it is plain: every scalar it holds is named by its format.
+func (p *sseProc) resolveTexts(data, typ []byte) (f, n int, plain bool) {
+	f, plain = -1, !p.info
+	for i := range p.hits {
+		h := &p.hits[i]
+		if h.kind != kString || h.w < 0 {
+			continue
+		}
+		for _, r := range p.t.watches[h.w].texts {
+			rule := &p.t.fmts[r.f].texts[r.r]
+			star, ok := rule.typ.match(typ)
+			if !ok {
+				continue
+			}
+			p.key = append(p.key[:0], byte(r.f))
+			p.key = p.appendParts(p.key, data, rule.scope, &h.caps, star)
+			scope := len(p.key)
+			p.key = append(p.key, 0x1e, byte(r.r))
+			p.key = p.appendParts(p.key, data, rule.sub, &h.caps, star)
+			h.st = p.stream(r.f, scope)
+			h.st.seen, h.st.last = p.serial, i
+			if f < 0 {
+				f = r.f
+			} else if f != r.f {
+				plain = false
+			}
+			n++
+			break
+		}
+	}
+	if n == 0 {
+		return f, 0, false
+	}
+	for i := range p.hits {
+		h := &p.hits[i]
+		if h.kind == kOther && data[h.start] == 'n' {
+			continue // null says nothing
+		}
+		if h.kind == kField || h.st == nil && !p.named(h, f) {
+			plain = false
+		}
+	}
+	return f, n, plain
+}
+
+// named reports whether format f names the scalar of h.
+func (p *sseProc) named(h *hit, f int) bool {
+	return h.w >= 0 && f >= 0 && p.t.watches[h.w].fmask&(1<<f) != 0
+}
+
+// findEnds records the scopes this event ends in p.endKeys and returns the
+// formats whose streams it ends whole.
+func (p *sseProc) findEnds(data, typ []byte) uint32 {
+	p.endKeys, p.endArena = p.endKeys[:0], p.endArena[:0]
+	var all uint32
+	if typ != nil {
+		all = p.t.endAll[string(typ)]
+	}
+	for i := range p.hits {
+		h := &p.hits[i]
+		if h.kind != kString || h.w < 0 {
+			continue
+		}
+		for _, r := range p.t.watches[h.w].ends {
+			rule := &p.t.fmts[r.f].ends[r.r]
+			if star, ok := rule.typ.match(typ); ok {
+				p.addEnd(data, r.f, rule.scope, &h.caps, star)
+			}
+		}
+	}
+	if typ != nil {
+		var top [maxCaps]int32
+		for f := range p.t.fmts {
+			for _, rule := range p.t.fmts[f].typeEnds {
+				if star, ok := rule.typ.match(typ); ok {
+					p.addEnd(data, f, rule.scope, &top, star)
+				}
+			}
+		}
+	}
+	return all
+}
+
+func (p *sseProc) addEnd(data []byte, f int, scope []cpart, caps *[maxCaps]int32, star []byte) {
+	a := len(p.endArena)
+	p.endArena = append(p.endArena, byte(f))
+	p.endArena = p.appendParts(p.endArena, data, scope, caps, star)
+	p.endKeys = append(p.endKeys, [2]int{a, len(p.endArena)})
+}
+
+// ends reports whether st ends at the current event.
+func (p *sseProc) ends(st *stream, all uint32) bool {
+	if st.f < 0 {
+		return false
+	}
+	if all&(1<<st.f) != 0 {
+		return true
+	}
+	sc := st.key[:st.scope]
+	for _, k := range p.endKeys {
+		if string(p.endArena[k[0]:k[1]]) == sc {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *sseProc) appendParts(b, data []byte, parts []cpart, caps *[maxCaps]int32, star []byte) []byte {
+	for i := range parts {
+		b = append(b, 0x1f)
+		b = p.appendPart(b, data, &parts[i], caps, star)
+	}
+	return b
+}
+
+func (p *sseProc) appendPart(b, data []byte, pt *cpart, caps *[maxCaps]int32, star []byte) []byte {
+	switch {
+	case pt.star:
+		return append(b, star...)
+	case pt.pos >= 0:
+		return strconv.AppendInt(b, int64(caps[pt.pos]), 10)
+	}
+	for i := range p.hits {
+		h := &p.hits[i]
+		if h.w == pt.w && h.kind != kField && sameCaps(&h.caps, caps, pt.n) {
+			return append(b, data[h.start:h.end]...)
+		}
+	}
+	if pt.alt != nil {
+		return p.appendPart(b, data, pt.alt, caps, star)
+	}
+	return b
+}
+
+func sameCaps(a, b *[maxCaps]int32, n int) bool {
+	for i := range min(n, maxCaps) {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// spanEdit records an edit whose place in the output a template needs.
+func (p *sseProc) spanEdit(start, end int, repl []byte, kind byte, owner *stream) {
+	p.spans = append(p.spans, sspan{kind: kind, owner: owner})
+	p.edits = append(p.edits, sedit{start, end, repl, len(p.spans) - 1})
+}
+
+// apply applies p.edits (in order) to data and records the spans.
+func (p *sseProc) apply(data []byte) []byte {
+	out := p.newData[:0]
+	last := 0
+	for _, ed := range p.edits {
+		out = append(out, data[last:ed.start]...)
+		s := len(out)
+		out = append(out, ed.repl...)
+		if ed.span >= 0 {
+			p.spans[ed.span].start, p.spans[ed.span].end = s, len(out)
+		}
+		last = ed.end
+	}
+	out = append(out, data[last:]...)
+	p.newData = out
+	return out
+}
+
+// stream returns the stream named p.key, opening it if need be.
+func (p *sseProc) stream(f, scope int) *stream {
+	if st := p.streams[string(p.key)]; st != nil {
+		return st
+	}
+	st := &stream{key: string(p.key), scope: scope, f: f, s: textScanner{e: p.e, c: p.c}}
+	p.streams[st.key] = st
+	p.order = append(p.order, st)
+	return st
+}
+
+// setTmpl keeps ev (its data as sent, with p.spans) as st's template. An
+// event that is not plain replaces only a template that is not plain either.
+func (p *sseProc) setTmpl(st *stream, ev *sseEvent, data []byte, plain, seqFree bool, seq int64) {
+	t := &st.tmpl
+	if !plain && t.plain {
+		return
+	}
+	p.tmplBytes -= t.size()
+	t.raw = append(t.raw[:0], ev.raw...)
+	t.lines = append(t.lines[:0], ev.lines...)
+	t.lastData = ev.lastData
+	t.data = append(t.data[:0], data...)
+	t.spans = t.spans[:0]
+	for _, s := range p.spans {
+		k := s.kind
+		if s.owner != nil && s.owner != st {
+			k = spanOther
+		}
+		t.spans = append(t.spans, tspan{s.start, s.end, k})
+	}
+	t.plain, t.seqFree, t.seq = plain, seqFree, seq
+	p.tmplBytes += t.size()
+}
+
+// flush sends the text st still holds in a flush event built from its
+// template. Its sequence number is the template's own when that event was
+// dropped and no later number has gone out (the usual case: the last word
+// of a text is held, so its delta was dropped); otherwise the number after
+// the last one sent, and the events after it are numbered up to stay above.
+func (p *sseProc) flush(out []byte, st *stream) []byte {
+	if st.s.held() == 0 {
+		return out
+	}
+	p.ftext = st.s.feed(p.ftext[:0], nil, true)
+	if len(p.ftext) == 0 {
+		return out
+	}
+	t := &st.tmpl
+	if st.f < 0 {
+		return writeEvent(out, t.raw, t.lines, t.lastData, p.ftext, true)
+	}
+	p.fedits, p.fbuf = p.fedits[:0], p.fbuf[:0]
+	for _, s := range t.spans {
+		a := len(p.fbuf)
+		switch s.kind {
+		case spanSelf:
+			p.fbuf = appendQuoted(p.fbuf, p.ftext)
+		case spanOther:
+			p.fbuf = append(p.fbuf, `""`...)
+		case spanBlank:
+			if t.plain {
+				continue
+			}
+			p.fbuf = append(p.fbuf, `""`...)
+		case spanSeq:
+			n := t.seq
+			if !t.seqFree || p.seqSent && n <= p.seqLast {
+				n = p.seqLast + 1
+			}
+			t.seqFree = false
+			p.seqLast, p.seqSent, p.seqTaken = n, true, true
+			p.fbuf = strconv.AppendInt(p.fbuf, n, 10)
+		}
+		p.fedits = append(p.fedits, edit{s.start, s.end, p.fbuf[a:len(p.fbuf):len(p.fbuf)]})
+	}
+	p.fdata = applyEdits(p.fdata[:0], t.data, p.fedits)
+	return writeEvent(out, t.raw, t.lines, t.lastData, p.fdata, true)
+}
+
+// endStreams forgets the streams that end at the current event: flushed
+// before it, or in place.
+func (p *sseProc) endStreams(all uint32) {
+	kept := p.order[:0]
+	for _, st := range p.order {
+		if p.ends(st, all) {
+			p.forget(st)
+			continue
+		}
+		kept = append(kept, st)
+	}
+	clear(p.order[len(kept):])
 	p.order = kept
 }
 
-// flush emits the held text of stream k in a synthetic event built from its template.
-func (p *sseProc) flush(out []byte, k string) []byte {
-	st := p.streams[k]
-	if st == nil || st.s.held() == 0 {
-		return out
+func (p *sseProc) forget(st *stream) {
+	delete(p.streams, st.key)
+	p.tmplBytes -= st.tmpl.size()
+}
+
+// evict flushes and forgets the oldest streams past the bounds.
+func (p *sseProc) evict(out []byte) []byte {
+	n := 0
+	for len(p.order)-n > maxStreams || p.tmplBytes > maxTmplBytes && len(p.order)-n > 0 {
+		out = p.flush(out, p.order[n])
+		p.forget(p.order[n])
+		n++
 	}
-	text := st.s.feed(nil, nil, true)
-	t := st.tmpl
-	if len(text) == 0 || t == nil {
-		return out
+	if n > 0 {
+		k := copy(p.order, p.order[n:])
+		clear(p.order[k:])
+		p.order = p.order[:k]
 	}
-	var edits []edit
-	for _, s := range t.spans {
-		r := []byte(`""`)
-		if s.key == k {
-			r = appendQuoted(nil, text)
-		}
-		edits = append(edits, edit{s.start, s.end, r})
-	}
-	data := applyEdits(nil, t.data, edits)
-	for _, l := range t.lines {
-		out = append(out, l...)
-	}
-	term := t.term
-	if len(term) == 0 {
-		term = []byte("\n")
-	}
-	out = append(out, "data: "...)
-	out = append(out, data...)
-	out = append(out, term...)
-	return append(out, term...)
+	return out
 }
 
 func (p *sseProc) flushAll(out []byte) []byte {
-	for _, k := range p.order {
-		out = p.flush(out, k)
+	for _, st := range p.order {
+		out = p.flush(out, st)
 	}
-	p.streams = map[string]*stream{}
-	p.order = p.order[:0]
+	clear(p.streams)
+	clear(p.order)
+	p.order, p.tmplBytes = p.order[:0], 0
 	return out
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crewgate/crewgate/internal/testenv"
 )
@@ -161,6 +163,9 @@ func TestBinaryBodiesKeepTheirLength(t *testing.T) {
 	if strings.Contains(body, realSecret) || !strings.Contains(body, strings.Repeat("*", len(realSecret))) {
 		t.Errorf("body %q", body)
 	}
+	if resp.ContentLength != int64(len(body)) {
+		t.Errorf("Content-Length %d for %d bytes: a same-length fill keeps it", resp.ContentLength, len(body))
+	}
 }
 
 // TestUnknownEncodingIsRefused: a body crewgate cannot decode is never
@@ -178,5 +183,56 @@ func TestUnknownEncodingIsRefused(t *testing.T) {
 		if f, ok := testenv.Reveals(seen, realSecret); ok {
 			t.Errorf("%s: the crew sees the key (%s)", ce, f)
 		}
+	}
+}
+
+// TestSSEWithCROnlyLineEnds: an upstream ending SSE lines with CR alone
+// (valid per the SSE spec) that pauses between events. Each event must
+// reach the crew as soon as it is complete, and a key it sends split over
+// two chat deltas must still be masked.
+func TestSSEWithCROnlyLineEnds(t *testing.T) {
+	next := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, part := range []string{"hello ", key[:10], key[10:], " bye"} {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":%q}}]}\r\r", part)
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-time.After(3 * time.Second):
+			}
+		}
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\rdata: [DONE]\r\r")
+	})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}})
+	req, _ := http.NewRequest("POST", "https://openai.example.com/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+	req.Header.Set("Authorization", "Bearer "+placeholder)
+	began := time.Now()
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var all bytes.Buffer
+	buf := make([]byte, 4096)
+	n, err := resp.Body.Read(buf)
+	if first := time.Since(began); err != nil || first > 700*time.Millisecond || !bytes.Contains(buf[:n], []byte("hello")) {
+		t.Fatalf("first read after %v: %q, %v", first, buf[:n], err)
+	}
+	all.Write(buf[:n])
+	go func() {
+		for range 4 {
+			time.Sleep(20 * time.Millisecond)
+			next <- struct{}{}
+		}
+	}()
+	rest, _ := io.ReadAll(resp.Body)
+	all.Write(rest)
+	if f, ok := testenv.Reveals(all.Bytes(), realSecret); ok {
+		t.Errorf("the key reached the crew (%s):\n%s", f, all.Bytes())
+	}
+	if !bytes.Contains(all.Bytes(), []byte("[MASKED:credential]")) || !bytes.Contains(all.Bytes(), []byte("bye")) {
+		t.Errorf("stream:\n%q", all.Bytes())
 	}
 }
