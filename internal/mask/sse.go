@@ -48,7 +48,8 @@ type sseProc struct {
 	streams   map[string]*stream
 	order     []*stream // open streams, oldest first
 	tmplBytes int
-	serial    int // events read
+	serial    int   // events read
+	held      int64 // reserved from e.budget (see room)
 
 	// Sequence numbers as sent (OpenAI Responses): upstream + seqShift.
 	seqShift int64
@@ -206,7 +207,7 @@ func (p *sseProc) process(out, in []byte, eof bool) []byte {
 	rest := len(p.pending) - start
 	p.pending = p.pending[:copy(p.pending, p.pending[start:])]
 	p.scanned -= start
-	if rest > maxEvent {
+	if rest > maxEvent || !p.room(cap(p.pending)+p.tmplBytes) {
 		return p.toBytes(out, p.pending, eof)
 	}
 	if eof {
@@ -310,7 +311,36 @@ func (p *sseProc) toBytes(out, rest []byte, eof bool) []byte {
 	p.fallback = &textScanner{e: p.e, c: p.c}
 	out = p.fallback.feed(out, rest, eof)
 	p.pending = nil
+	p.release()
 	return out
+}
+
+// sseFree is what an SSE body holds without reserving it from the budget:
+// an ordinary event and a few templates.
+const sseFree = 16 << 10
+
+// room reserves from the budget what holding n bytes (the event being read
+// and the flush templates) needs beyond sseFree; false means no room came
+// in time, and the body is masked as bytes from there on, which holds
+// almost nothing.
+func (p *sseProc) room(n int) bool {
+	need := int64(n - sseFree)
+	if p.e.budget == nil || need <= p.held {
+		return true
+	}
+	grow := max(need-p.held, jsonGrain)
+	if !p.e.budget.Reserve(grow) {
+		return false
+	}
+	p.held += grow
+	return true
+}
+
+func (p *sseProc) release() {
+	if p.held > 0 {
+		p.e.budget.Release(p.held)
+		p.held = 0
+	}
 }
 
 func (e *Engine) maskBytes(out, b []byte, c *Counts) []byte {
