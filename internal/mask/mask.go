@@ -8,14 +8,12 @@
 //
 // Wrap picks the body form from the content type:
 //
-//   - text/event-stream: event-aware. The text of each LLM stream (OpenAI Chat
-//     Completions choices and tool-call arguments, OpenAI Responses text and
-//     function-call arguments, Anthropic text, thinking and input_json deltas)
-//     is masked as one text across events; other JSON string values are masked
-//     per event; non-JSON data is masked per event. Every input event yields
-//     one output event; held text is flushed in a synthetic delta event just
-//     before the stream's end event (finish_reason, content_block_stop,
-//     [DONE], ...).
+//   - text/event-stream: lines end at CR, LF or CRLF; the text of each LLM
+//     stream (formats.go: OpenAI Chat, OpenAI Responses, Anthropic, Gemini)
+//     and the plain-text data of each event type is masked as one text
+//     across events; held text goes out with the stream's next event or in a
+//     flush event before the event that ends it; a delta whose text is all
+//     held and that carries nothing else is dropped.
 //   - application/json and +json: string values are masked and json_fields
 //     replaced; the output stays valid JSON. A document is held whole, against
 //     Config.Budget; one over Config.JSONMaxBytes or without room is masked
