@@ -13,7 +13,8 @@ import (
 // matchFunc decides whether a match starts at b[i], where a registered
 // prefix of length plen (possibly 0) is known to be present. It returns the
 // match length, or more=true when the answer depends on bytes past len(b) and
-// eof is false. It may look at b[i-2:i] for left context. esc says whether
+// eof is false. It may look at b[i-2:i] for left context (the gitleaks
+// matchers at b[i-leftContext:i], which the streamer keeps). esc says whether
 // the text is raw JSON, where a byte after an escaping backslash belongs to
 // an escape sequence (see escMode).
 //
@@ -30,8 +31,14 @@ type detector struct {
 	firstBytes *[256]bool // tried at every occurrence of these bytes (custom patterns without a literal prefix)
 	// left, when set, is the word set match passes to prevBoundary: no match
 	// starts after a byte in it unless that byte is escaped.
-	left  *[256]bool
+	left *[256]bool
+	// kw, when set, are lower-case starts: the detector is tried where one
+	// occurs in any case (see keywordScan, which then owns its triggering).
+	kw    []string
 	match matchFunc
+	// keep, when set, returns how many leading bytes of a match of length
+	// n at b[at] stay in the output (a rule's key name before its value).
+	keep func(b []byte, at, n int, esc escMode) int
 }
 
 // builtinNames is the default set, in priority order: on a tie in match
@@ -41,30 +48,64 @@ var builtinNames = []string{
 	"slack_token", "stripe_key", "google_api_key", "credit_card", "us_ssn", "email",
 }
 
+// secretsSet is the detector set name that selects every gitleaks rule.
+const secretsSet = "secrets"
+
+// detectorNames returns every detector name in priority order: crewgate's
+// built-ins first (they win ties), then the gitleaks rules in their config order.
+func detectorNames() ([]string, error) {
+	s, err := gitleaksRules()
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(builtinNames)
+	for _, g := range s.rules {
+		out = append(out, g.id)
+	}
+	return out, nil
+}
+
 func selectBuiltins(names []string) ([]string, error) {
+	all, err := detectorNames()
+	if err != nil {
+		return nil, err
+	}
 	if len(names) == 0 {
-		return builtinNames, nil
+		return all, nil
 	}
 	var out []string
-	for _, n := range names {
-		switch {
-		case n == "default":
-			for _, b := range builtinNames {
-				if !slices.Contains(out, b) {
-					out = append(out, b)
-				}
-			}
-		case n == "none":
-		case slices.Contains(builtinNames, n):
+	add := func(ns ...string) {
+		for _, n := range ns {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
 			}
+		}
+	}
+	for _, n := range names {
+		switch {
+		case n == "default":
+			add(all...)
+		case n == secretsSet:
+			add(all[len(builtinNames):]...)
+		case n == "none":
+		case slices.Contains(all, n):
+			add(n)
 		default:
-			return nil, fmt.Errorf("mask: unknown detector %q (known: default, none, %s)", n, strings.Join(builtinNames, ", "))
+			return nil, fmt.Errorf("mask: unknown detector %q (known: default, %s, none, %s, or a gitleaks rule id)", n, secretsSet, strings.Join(builtinNames, ", "))
+		}
+	}
+	// A context rule defers to token detectors; make sure they run.
+	s, _ := gitleaksRules()
+	for _, n := range slices.Clone(out) {
+		if g := s.byID[n]; g != nil && g.context {
+			for _, d := range s.tokens {
+				add(d.name)
+			}
+			break
 		}
 	}
 	// Keep the documented priority order whatever order the config lists.
-	slices.SortFunc(out, func(a, b string) int { return slices.Index(builtinNames, a) - slices.Index(builtinNames, b) })
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(all, a) - slices.Index(all, b) })
 	return out, nil
 }
 
@@ -159,7 +200,15 @@ func builtin(name string) *detector {
 		d.left = nil
 		d.match = matchEmail
 	default:
-		panic("mask: no builtin " + name)
+		s, _ := gitleaksRules()
+		g := s.byID[name]
+		if g == nil {
+			panic("mask: no builtin " + name)
+		}
+		if g.context {
+			return g.detector(s.tokens)
+		}
+		return g.detector(nil)
 	}
 	return d
 }

@@ -115,6 +115,7 @@ type Engine struct {
 	noStart [256][4]uint64  // noStart[c] has bit p set when no match starts at c after an unescaped p
 	first   [256][]entry
 	email   *detector
+	kw      *keywordScan // gitleaks rules: tried where their keywords occur
 	fields  map[string]bool
 	jsonMax int
 	budget  Budget
@@ -204,6 +205,9 @@ func New(cfg Config) (*Engine, error) {
 
 	for i, d := range e.dets {
 		d.prio = i
+	}
+	e.kw = newKeywordScan(e.dets)
+	for _, d := range e.dets {
 		if d.repl, err = repl(d.name); err != nil {
 			return nil, err
 		}

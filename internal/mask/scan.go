@@ -18,8 +18,12 @@ func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) 
 	if e.email != nil {
 		ec = e.nextEmail(b, pos, eof, esc)
 	}
+	kc := n
+	if e.kw != nil {
+		kc = e.kw.next(b, pos, eof)
+	}
 	for {
-		at := min(tc, ec)
+		at := min(tc, ec, kc)
 		if at >= n {
 			break
 		}
@@ -58,6 +62,16 @@ func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) 
 					best, bestN = e.email, m
 				}
 			}
+			if kc == at {
+				for _, d := range e.kw.at(b, at) {
+					m, mo := d.match(b, at, 0, eof, esc)
+					if mo {
+						more = true
+					} else if m > bestN || m > 0 && m == bestN && d.prio < best.prio {
+						best, bestN = d, m
+					}
+				}
+			}
 		}
 		if more {
 			return append(out, b[pos:at]...), at
@@ -69,11 +83,19 @@ func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) 
 			if ec == at {
 				ec = e.nextEmail(b, at+1, eof, esc)
 			}
+			if kc == at {
+				kc = e.kw.next(b, at+1, eof)
+			}
 			continue
 		}
-		out = append(out, b[pos:at]...)
+		// A rule's key name before its value stays (api_key = "[MASKED:…]").
+		k := 0
+		if best.keep != nil {
+			k = best.keep(b, at, bestN, esc)
+		}
+		out = append(out, b[pos:at+k]...)
 		if e.fillMode {
-			out = appendFill(out, bestN)
+			out = appendFill(out, bestN-k)
 		} else {
 			out = append(out, best.repl...)
 		}
@@ -84,6 +106,9 @@ func (e *Engine) scan(out, b []byte, pos int, eof bool, esc escMode, c *Counts) 
 		}
 		if ec < pos {
 			ec = e.nextEmail(b, pos, eof, esc)
+		}
+		if kc < pos {
+			kc = e.kw.next(b, pos, eof)
 		}
 	}
 	return append(out, b[pos:]...), n
@@ -222,7 +247,7 @@ func (s *textScanner) feed(out, p []byte, eof bool) []byte {
 		s.buf, s.ctx, s.odd = s.buf[:0], 0, false
 		return out
 	}
-	k := max(0, stop-2)
+	k := max(0, stop-leftContext)
 	if k > 0 && s.esc {
 		s.odd = mode.escaped(s.buf, k)
 	}
