@@ -561,16 +561,6 @@ func matchEmail(b []byte, i, _ int, eof bool, esc escMode) (int, bool) {
 	return at + 1 + len(d) - i, false
 }
 
-func newLiteral(name string, forms []string) *detector {
-	return &detector{
-		name:     name,
-		prefixes: forms,
-		match: func(_ []byte, _, plen int, _ bool, _ escMode) (int, bool) {
-			return plen, false
-		},
-	}
-}
-
 // maxCustom bounds a custom pattern's match; unbounded patterns are matched
 // within this window.
 const maxCustom = 1024

@@ -3,6 +3,7 @@ package mask
 import (
 	"bytes"
 	"net/http"
+	"strings"
 )
 
 // MaskHeader masks the literals (never the detectors: a header is not
@@ -16,7 +17,9 @@ func (e *Engine) MaskHeader(h http.Header, c *Counts) {
 		return
 	}
 	for k, vals := range h {
-		if l.holds(k) {
+		// Go canonicalises names (Sk-Live-…) and other clients show them
+		// lower-cased: a name is compared in every case.
+		if l.holds(k) || l.holds(strings.ToLower(k)) || l.holdsFolded(k) {
 			delete(h, k)
 			c.add(l.dets[0].name)
 			continue
@@ -39,4 +42,15 @@ func (e *Engine) holds(s string) bool {
 		return false
 	}
 	return !bytes.Equal(e.maskString(b, nil), b)
+}
+
+// holdsFolded reports whether s holds a literal's value in any letter case.
+func (e *Engine) holdsFolded(s string) bool {
+	s = strings.ToLower(s)
+	for _, v := range e.values {
+		if strings.Contains(s, strings.ToLower(v)) {
+			return true
+		}
+	}
+	return false
 }

@@ -125,6 +125,7 @@ type Engine struct {
 	// fill masks them with a same-length fill (binary bodies).
 	lit, fill *Engine
 	fillMode  bool
+	values    []string // the literals' values (lit only)
 }
 
 // entry ties a literal prefix (possibly empty) to the detector tried where it occurs.
@@ -182,6 +183,7 @@ func New(cfg Config) (*Engine, error) {
 		e.dets = append(e.dets, d)
 	}
 	var lits []*detector
+	var values []string
 	for i, l := range cfg.Literals {
 		name := l.Name
 		if name == "" {
@@ -191,6 +193,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("mask: literal %d (%s) is shorter than %d bytes", i, name, minLiteral)
 		}
 		lits = append(lits, literalDetectors(name, l.Value)...)
+		values = append(values, l.Value)
 	}
 	e.dets = append(e.dets, lits...)
 	for _, f := range cfg.JSONFields {
@@ -217,7 +220,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.index()
 	// Headers and binary bodies are searched for the literals only.
-	e.lit = &Engine{dets: lits, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp}
+	e.lit = &Engine{dets: lits, values: values, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp}
 	e.lit.index()
 	e.fill = &Engine{dets: lits, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp, fillMode: true}
 	e.fill.index()
@@ -436,9 +439,13 @@ func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 	if !rewritten {
 		return c, nil // a binary body and no literal to look for anywhere
 	}
-	if resp.Trailer != nil {
-		r.trailer, r.eng, r.counts = resp.Trailer, e, c
+	// net/http fills resp.Trailer at the body's end, with a new map when
+	// the head declared none: give it one now, so that the masker holds
+	// the map the trailers arrive in, declared or not.
+	if resp.Trailer == nil {
+		resp.Trailer = http.Header{}
 	}
+	r.trailer, r.eng, r.counts = resp.Trailer, e, c
 	if ch, ok := r.p.(*chain); ok && !c.Decoded() && resp.ContentLength > 0 {
 		if j, ok := ch.a.(*jsonProc); ok {
 			j.hint = int(min(resp.ContentLength, int64(e.jsonMax)+1))

@@ -236,3 +236,27 @@ func TestSSEWithCROnlyLineEnds(t *testing.T) {
 		t.Errorf("stream:\n%q", all.Bytes())
 	}
 }
+
+// TestUndeclaredTrailersAndHeaderNames: a trailer the head never declared,
+// and a header named after the key (which Go canonicalises and other
+// clients lower-case).
+func TestUndeclaredTrailersAndHeaderNames(t *testing.T) {
+	lower := "sk-real-upstream-secret-0123456789"
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.Header().Set("Content-Type", r.URL.Query().Get("ct"))
+		if r.URL.Query().Get("name") != "" {
+			w.Header()[key] = []string{"1"}
+		}
+		w.Write([]byte("ok\n"))
+		w.(http.Flusher).Flush()
+		w.Header().Set(http.TrailerPrefix+"X-Leak", key)
+	})
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up)}})
+	for _, q := range []string{"ct=text/plain", "ct=application/octet-stream", "ct=text/event-stream", "ct=application/json", "ct=text/plain&name=1"} {
+		resp, seen := exchange(t, h, "GET", "https://openai.example.com/x?"+q)
+		if f, ok := testenv.Reveals(bytes.ToLower(seen), lower); ok {
+			t.Errorf("%s: status %d, the crew sees the key (%s):\n%s", q, resp.StatusCode, f, seen)
+		}
+	}
+}
