@@ -68,3 +68,40 @@ func TestWebSocketFramesItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketFragments: a value split across the fragments of one
+// message, with a control frame between them, is joined as the client
+// joins it; every frame keeps its header and length.
+func TestWebSocketFragments(t *testing.T) {
+	e := mustEngine(t, Config{Literals: []Literal{{Value: injected}}})
+	frag := func(op byte, fin bool, p string) []byte {
+		f := wsFrame(op, p)
+		if !fin {
+			f[0] &^= 0x80
+		}
+		return f
+	}
+	stars := func(n int) string { return strings.Repeat("*", n) }
+	stream := bytes.Join([][]byte{
+		frag(1, false, "key "+injected[:10]),
+		frag(9, true, "ping"),
+		frag(0, false, injected[10:15]),
+		frag(0, true, injected[15:]+" end"),
+		frag(1, true, "next"),
+	}, nil)
+	want := bytes.Join([][]byte{
+		frag(1, false, "key "+stars(10)),
+		frag(9, true, "ping"),
+		frag(0, false, stars(5)),
+		frag(0, true, stars(len(injected)-15)+" end"),
+		frag(1, true, "next"),
+	}, nil)
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 50 {
+		src := &chunkReader{data: stream, cuts: randomCuts(r, len(stream))}
+		got, err := io.ReadAll(e.WebSocket(io.NopCloser(src), nil))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("err %v\n got  %q\n want %q", err, got, want)
+		}
+	}
+}
