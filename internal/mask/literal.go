@@ -69,10 +69,6 @@ func literalDetectors(name, v string) []*detector {
 	return dets
 }
 
-// maxByteForm is the longest encoding of one byte flexMatch reads:
-// "&#x00000041;".
-const maxByteForm = 12
-
 // flexMatch matches v where each byte is raw or encoded (see encodedByte).
 func flexMatch(v string) matchFunc {
 	return func(b []byte, i, _ int, eof bool, _ escMode) (int, bool) {
@@ -142,8 +138,16 @@ func unhex(c byte) int {
 	return -1
 }
 
-// percentByte reads %XX, and %25XX (a percent sign encoded twice over).
+// percentByte reads %XX, %25XX (a percent sign encoded twice over) and
+// %uXXXX (JavaScript's escape()).
 func percentByte(b []byte, j int, c byte, eof bool) (int, bool) {
+	if j+1 < len(b) && (b[j+1] == 'u' || b[j+1] == 'U') {
+		v, ok, more := hexAt(b, j+2, 4, eof)
+		if ok && v == int(c) {
+			return 6, false
+		}
+		return 0, more
+	}
 	v, ok, more := hexAt(b, j+1, 2, eof)
 	if !ok {
 		return 0, more
@@ -161,13 +165,16 @@ func percentByte(b []byte, j int, c byte, eof bool) (int, bool) {
 	return 0, false
 }
 
-// backslashByte reads \uXXXX, \xXX and the JSON short escapes \/ \" \\.
+// backslashByte reads \uXXXX, \u{H…}, \xXX and the JSON short escapes \/ \" \\.
 func backslashByte(b []byte, j int, c byte, eof bool) (int, bool) {
 	if j+1 >= len(b) {
 		return 0, !eof
 	}
 	switch b[j+1] {
 	case 'u':
+		if j+2 < len(b) && b[j+2] == '{' {
+			return braceEscape(b, j, c, eof)
+		}
 		v, ok, more := hexAt(b, j+2, 4, eof)
 		if ok && v == int(c) {
 			return 6, false
@@ -187,6 +194,30 @@ func backslashByte(b []byte, j int, c byte, eof bool) (int, bool) {
 	return 0, false
 }
 
+// braceEscape reads JavaScript's \u{H…} (leading zeros up to maxDigits).
+func braceEscape(b []byte, j int, c byte, eof bool) (int, bool) {
+	k, v := j+3, 0
+	for k < len(b) && k-j-3 < maxDigits {
+		d := unhex(b[k])
+		if d < 0 {
+			break
+		}
+		v = v<<4 | d
+		k++
+	}
+	if k == len(b) {
+		return 0, !eof
+	}
+	if k == j+3 || b[k] != '}' || v != int(c) {
+		return 0, false
+	}
+	return k + 1 - j, false
+}
+
+// maxDigits bounds the digits of one numeric escape, leading zeros
+// included: HTML parsers accept any number, a bounded window cannot.
+const maxDigits = 32
+
 // namedEntities are the HTML named character references of the ASCII bytes
 // a credential can hold.
 var namedEntities = map[string]byte{
@@ -201,8 +232,8 @@ var namedEntities = map[string]byte{
 // maxEntityName is the longest key of namedEntities.
 const maxEntityName = 8
 
-// entityByte reads &#DDD;, &#xHH; (up to 8 digits, ';' optional, as HTML
-// parsers accept) and the named references of namedEntities.
+// entityByte reads &#DDD;, &#xHH; (up to maxDigits digits, ';' optional,
+// as HTML parsers accept) and the named references of namedEntities.
 func entityByte(b []byte, j int, c byte, eof bool) (int, bool) {
 	if j+1 >= len(b) {
 		return 0, !eof
@@ -228,7 +259,7 @@ func entityByte(b []byte, j int, c byte, eof bool) (int, bool) {
 		base, k = 16, k+1
 	}
 	start, v := k, 0
-	for k < len(b) && k-start < 8 {
+	for k < len(b) && k-start < maxDigits {
 		d := unhex(b[k])
 		if d < 0 || d >= base {
 			break
@@ -253,7 +284,7 @@ func entityByte(b []byte, j int, c byte, eof bool) (int, bool) {
 func flexPrefixes(v string) []string {
 	starts := func(c byte) []string {
 		h := hex.EncodeToString([]byte{c})
-		s := []string{"%" + h[:1], "%" + strings.ToUpper(h[:1]), "%2", `\u`, `\x`, "&#"}
+		s := []string{"%" + h[:1], "%" + strings.ToUpper(h[:1]), "%2", "%u", "%U", `\u`, `\x`, "&#"}
 		if c == '/' || c == '"' || c == '\\' {
 			s = append(s, `\`+string(c))
 		}

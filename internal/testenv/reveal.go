@@ -115,7 +115,7 @@ func decodeHexRuns(b []byte) [][]byte {
 	return out
 }
 
-// unescapeLenient decodes %XX, \uXXXX, \xXX and JSON short escapes
+// unescapeLenient decodes %XX, %uXXXX, \uXXXX, \u{H…}, \xXX and JSON short escapes
 // wherever they occur, leaving everything else as it is.
 func unescapeLenient(b []byte) []byte {
 	var out []byte
@@ -132,6 +132,20 @@ func unescapeLenient(b []byte) []byte {
 	}
 	for i := 0; i < len(b); i++ {
 		switch {
+		case b[i] == '%' && i+5 < len(b) && (b[i+1] == 'u' || b[i+1] == 'U'):
+			if v, ok := hexv(b[i+2 : i+6]); ok {
+				out = append(out, string(rune(v))...)
+				i += 5
+				continue
+			}
+		case b[i] == '\\' && i+3 < len(b) && b[i+1] == 'u' && b[i+2] == '{':
+			if k := bytes.IndexByte(b[i+3:], '}'); k > 0 && k <= 32 {
+				if v, ok := hexv(bytes.TrimLeft(b[i+3:i+3+k], "0")); ok {
+					out = append(out, string(rune(v))...)
+					i += 3 + k
+					continue
+				}
+			}
 		case b[i] == '%' && i+2 < len(b):
 			if v, ok := hexv(b[i+1 : i+3]); ok {
 				out = append(out, byte(v))
