@@ -122,7 +122,7 @@ const maxMaxBody Size = 256 << 20
 
 // Mask configures response (and optional request) masking.
 type Mask struct {
-	Detectors   []string       `yaml:"detectors"` // "default" or built-in names
+	Detectors   []string       `yaml:"detectors"` // "default", "secrets" (the gitleaks rules), "none", built-in names or gitleaks rule ids
 	JSONFields  []string       `yaml:"json_fields"`
 	Custom      []CustomDetect `yaml:"custom"`
 	Replacement string         `yaml:"replacement"`
