@@ -112,3 +112,49 @@ func TestJSONResponsesShareOneBudget(t *testing.T) {
 		t.Errorf("heap grew by %d MiB with a budget of %d MiB", grew>>20, budget>>20)
 	}
 }
+
+// TestRequestPrefixesShareTheBudget: the first MiB of a request body, read
+// for the log and the placeholder check, is held against mask.memory until
+// its exchange ends; a request that finds no room is refused, and the room
+// comes back when the exchanges end.
+func TestRequestPrefixesShareTheBudget(t *testing.T) {
+	release := make(chan struct{})
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte("ok"))
+	})
+	crm := openaiUpstream(up)
+	crm.Name, crm.Hosts, crm.Placeholder = "crm", []string{"crm.example.com"}, "crewgate-placeholder-crm-0123456789"
+	h := start(t, Config{Upstreams: []Upstream{openaiUpstream(up), crm}, BodyMemory: 5 << 19}) // 2.5 MiB
+	post := func(path string) *http.Response {
+		req, _ := http.NewRequest("POST", "https://openai.example.com"+path, bytes.NewReader(bytes.Repeat([]byte("x"), 1<<20)))
+		req.Header.Set("Authorization", "Bearer "+placeholder)
+		resp, err := h.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if resp := post("/slow"); resp.StatusCode != 200 {
+				t.Errorf("slow: %d", resp.StatusCode)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond) // both are held at the upstream
+	if resp := post("/fast"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Crewgate-Error") != "body-uninspectable" {
+		t.Errorf("third body: %d %s, want 403 body-uninspectable", resp.StatusCode, resp.Header.Get("X-Crewgate-Error"))
+	}
+	close(release)
+	wg.Wait()
+	if resp := post("/fast"); resp.StatusCode != 200 {
+		t.Errorf("after the exchanges ended: %d", resp.StatusCode)
+	}
+}

@@ -148,6 +148,10 @@ func (p *Proxy) pipeline(ctx context.Context, req *http.Request, k kind, mc *mit
 		}
 		o.step = StepBody
 		if p.cfg.Recorder != nil || f != nil {
+			if m == live && !p.holdPrefix(ctx, req) {
+				return o.refuse(http.StatusForbidden, errUninspectable, "",
+					"the request body must be read for the log and the placeholder check, and crewgate's memory for bodies (mask.memory) stayed full for "+bodyWait.String()+"; try again")
+			}
 			body, more := st.prefix(req, logPrefix)
 			if !p.bodyLeaks(req, body, more, &o) {
 				return o
@@ -326,6 +330,25 @@ func (p *Proxy) bodyCost(req *http.Request) int64 {
 		view = limit * reqbody.ViewFactor
 	}
 	return min(raw+view+1, p.cfg.BodyMemory)
+}
+
+// holdPrefix reserves from mask.memory what the body step reads of req's
+// body (up to logPrefix), until ctx, the request's, ends: the bytes read are
+// held until the upstream has them, and the server cancels a request's
+// context when its exchange is over, so the reservation cannot outlive it.
+func (p *Proxy) holdPrefix(ctx context.Context, req *http.Request) bool {
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
+		return true
+	}
+	n := int64(logPrefix) + 1
+	if req.ContentLength > 0 {
+		n = min(req.ContentLength, n)
+	}
+	if !p.reserve(ctx, n) {
+		return false
+	}
+	context.AfterFunc(ctx, func() { p.bodies.Release(n) })
+	return true
 }
 
 // reserve takes n bytes of the body memory, waiting up to bodyWait.
