@@ -234,6 +234,17 @@ func (s *textScanner) feed(out, p []byte, eof bool) []byte {
 	if len(p) == 0 && !eof {
 		return out
 	}
+	if eof && len(s.buf) == 0 && !s.odd {
+		// A whole text in one piece (a JSON document's literal pass): no
+		// copy into the buffer.
+		mode := escNone
+		if s.esc {
+			mode = escJSON
+		}
+		out, _ = s.e.scan(out, p, 0, true, mode, s.c)
+		s.ctx = 0
+		return out
+	}
 	s.buf = append(s.buf, p...)
 	mode := escNone
 	if s.esc {
