@@ -69,7 +69,7 @@ def self_approve(say=False):
     """Run crewgate approve as the crew would and allow every request it
     lists for the session; the caller waits for it."""
     import threading
-    approve = subprocess.Popen([os.environ["`+crewBinVar+`"], "approve", os.environ["CREWGATE_SESSION"]],
+    approve = subprocess.Popen([os.environ["` + crewBinVar + `"], "approve", os.environ["CREWGATE_SESSION"]],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     def answer():
         for line in approve.stdout:
