@@ -7,11 +7,53 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // bundleName is the file name of the bundle inside Bundle.Dir.
 const bundleName = "ca-bundle.pem"
+
+// bundlePrefix starts the name of every bundle directory: then the pid of
+// the crewgate that wrote it, '-', and a random part.
+const bundlePrefix = "crewgate-ca-"
+
+// staleAge is when a bundle is stale whoever wrote it: the session CA in it
+// has expired (it lives at most 24 h).
+const staleAge = 24 * time.Hour
+
+// sweepStale removes, from tmp (the system temporary directory when
+// empty), the bundle directories of this user whose crewgate is gone or
+// that are older than staleAge. It never fails a run: what it cannot
+// remove stays.
+func sweepStale(tmp string) {
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), bundlePrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !ownedByMe(info) {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		// Linux pids stay below 2^22; a longer number is an older
+		// crewgate's random name, judged by its age alone.
+		gone := err == nil && pid > 0 && pid <= 1<<22 && pid != os.Getpid() && !processAlive(pid)
+		if gone || time.Since(info.ModTime()) > staleAge {
+			_ = os.RemoveAll(filepath.Join(tmp, e.Name()))
+		}
+	}
+}
 
 // Bundle is the trust bundle handed to the child: one PEM file with the
 // system roots, the CA files the user already points at, and the session
@@ -75,7 +117,10 @@ func writeBundle(c *CA, extraFiles []string, src rootSource, tmp string) (*Bundl
 	}
 	w.add(c.cert.Raw)
 
-	dir, err := os.MkdirTemp(tmp, "crewgate-ca-")
+	// Named after crewgate's pid, so that the next run can tell a bundle
+	// left by a crewgate that was killed outright (SIGKILL) and sweep it.
+	sweepStale(tmp)
+	dir, err := os.MkdirTemp(tmp, bundlePrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, fmt.Errorf("write CA bundle: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -171,16 +172,20 @@ func Run(ctx context.Context, c Cmd) (code int, err error) {
 	}
 	stopReaping := reapOrphans(cmd.Process.Pid)
 	defer stopReaping()
+	t := newTree(cmd.Process.Pid)
 
 	stop := make(chan struct{})
 	forwarded := make(chan struct{})
 	go func() {
 		defer close(forwarded)
-		supervise(ctx, cmd.Process, sigc, c.Foreground, grace, stop)
+		supervise(ctx, cmd.Process, t, sigc, c.Foreground, grace, stop)
 	}()
 	werr := cmd.Wait()
 	close(stop)
 	<-forwarded
+	// No descendant outlives the crew: daemons it left (setsid, double
+	// fork, TERM ignored) get SIGTERM, then SIGKILL after grace.
+	t.end(grace)
 
 	if cmd.ProcessState == nil {
 		// Start succeeded, so only a failing wait(2) lands here.
@@ -189,31 +194,57 @@ func Run(ctx context.Context, c Cmd) (code int, err error) {
 	return exitCode(cmd.ProcessState), nil
 }
 
-// supervise forwards signals to p and turns ctx cancellation into SIGTERM,
-// then SIGKILL after grace, until stop is closed.
-func supervise(ctx context.Context, p *os.Process, sigc <-chan os.Signal, foreground bool, grace time.Duration, stop <-chan struct{}) {
+// supervise forwards signals to p and the rest of its tree, and turns ctx
+// cancellation into SIGTERM, then SIGKILL after grace, until stop is
+// closed. A forwarded signal (TERM, HUP; INT and QUIT when headless) also
+// arms that SIGKILL for the whole tree, so that a daemon ignoring it does
+// not keep the session alive; a second headless INT kills at once.
+func supervise(ctx context.Context, p *os.Process, t tree, sigc <-chan os.Signal, foreground bool, grace time.Duration, stop <-chan struct{}) {
 	done := ctx.Done()
 	var kill <-chan time.Time
+	arm := func() {
+		if kill == nil {
+			kill = time.NewTimer(grace).C
+		}
+	}
+	killAll := func() {
+		_ = p.Kill()
+		t.signal(syscall.SIGKILL)
+	}
+	ints := 0
 	for {
 		select {
 		case <-stop:
 			return
 		case s := <-sigc:
-			if shouldForward(s, foreground) {
-				_ = p.Signal(s) // the child may just have exited
+			// On a terminal, ^C and ^\ are the crew's (the terminal
+			// delivered them to it): they are not forwarded and end
+			// nothing, so an interactive crew keeps its ^C.
+			if !shouldForward(s, foreground) {
+				continue
 			}
+			if s == os.Interrupt {
+				if ints++; ints > 1 {
+					killAll()
+					continue
+				}
+			}
+			_ = p.Signal(s) // the child may just have exited
+			if ss, ok := s.(syscall.Signal); ok {
+				t.signal(ss)
+			}
+			arm()
 		case <-done:
 			done = nil
 			if terminate(p) != nil {
-				_ = p.Kill()
+				killAll()
 				continue
 			}
-			t := time.NewTimer(grace)
-			defer t.Stop()
-			kill = t.C
+			t.signal(syscall.SIGTERM)
+			arm()
 		case <-kill:
 			kill = nil
-			_ = p.Kill()
+			killAll()
 		}
 	}
 }

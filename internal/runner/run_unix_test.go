@@ -41,6 +41,16 @@ echo $$ > "$d/ready.tmp" && mv "$d/ready.tmp" "$d/ready"
 while [ ! -e "$d/stop" ]; do sleep 0.02; done
 exit 7`
 
+// daemonsChild leaves two daemons that ignore TERM, HUP and INT, one
+// started with setsid and one double-forked, records their pids, and
+// sleeps.
+const daemonsChild = `d="$RUNNER_TEST_DIR"
+setsid sh -c 'trap "" TERM HUP INT; echo $$ > "$RUNNER_TEST_DIR/d1"; exec sleep 300' </dev/null >/dev/null 2>&1 &
+(sh -c 'trap "" TERM HUP INT; echo $$ > "$RUNNER_TEST_DIR/d2"; exec sleep 301' </dev/null >/dev/null 2>&1 &)
+while [ ! -s "$d/d1" ] || [ ! -s "$d/d2" ]; do sleep 0.02; done
+echo $$ > "$d/ready.tmp" && mv "$d/ready.tmp" "$d/ready"
+exec sleep 30`
+
 // driverMain plays crewgate: it runs a child with Run and exits with the code
 // Run returns.
 func driverMain() int {
@@ -58,6 +68,12 @@ func driverMain() int {
 		args = []string{self}
 	case "sleep":
 		args = []string{"/bin/sh", "-c", `echo $$ > "$RUNNER_TEST_DIR/ready.tmp" && mv "$RUNNER_TEST_DIR/ready.tmp" "$RUNNER_TEST_DIR/ready" && exec sleep 30`}
+	case "daemons", "daemons-ignoring-int":
+		script := daemonsChild
+		if os.Getenv(childVar) == "daemons-ignoring-int" {
+			script = "trap '' INT\n" + script
+		}
+		args = []string{"/bin/sh", "-c", script}
 	}
 	env := append(os.Environ(), helperVar+"=sigchild", dirVar+"="+dir)
 	code, err := Run(context.Background(), Cmd{Args: args, Env: env, Foreground: os.Getenv(foregroundVar) == "1"})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -171,4 +172,79 @@ func pidfdPids() map[int]bool {
 		}
 	}
 	return held
+}
+
+// crewTree returns the live processes of the crew's tree other than the
+// crew itself: its descendants, and, when orphans can be told from
+// crewgate's own children (see reapOrphans), crewgate's children it did not
+// start, which are the crew's orphans reparented to crewgate as their
+// subreaper, with their descendants. A setsid or double-forked daemon of
+// the crew is among them.
+func crewTree(crew int, orphans bool) []int {
+	self := os.Getpid()
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(pid); err == nil && st.state != 'Z' {
+			children[st.ppid] = append(children[st.ppid], pid)
+		}
+	}
+	queue := append([]int(nil), children[crew]...)
+	if orphans {
+		started := pidfdPids()
+		for _, c := range children[self] {
+			if c != crew && !started[c] {
+				queue = append(queue, c)
+			}
+		}
+	}
+	seen := map[int]bool{}
+	var out []int
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if seen[pid] || pid == self {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return out
+}
+
+// tree is the crew's process tree as Run tracks it.
+type tree struct {
+	crew    int
+	orphans bool // crewgate's children can be told from its orphans
+}
+
+func newTree(crew int) tree { return tree{crew: crew, orphans: pidfdPids()[crew]} }
+
+// signal sends s to every process of the tree but the crew.
+func (t tree) signal(s syscall.Signal) {
+	for _, pid := range crewTree(t.crew, t.orphans) {
+		_ = unix.Kill(pid, s)
+	}
+}
+
+// end is the tree's end once the crew has exited: what is still alive
+// gets SIGTERM, and SIGKILL after grace.
+func (t tree) end(grace time.Duration) {
+	if len(crewTree(t.crew, t.orphans)) == 0 {
+		return
+	}
+	t.signal(syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if len(crewTree(t.crew, t.orphans)) == 0 {
+			return
+		}
+	}
+	t.signal(syscall.SIGKILL)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -216,5 +217,58 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("reaper helper: %v\n%s", err, out)
+	}
+}
+
+// TestTreeDiesWithCrewgate: daemons of the crew that ignore TERM, HUP and
+// INT (setsid, double fork) are gone within 10 s of crewgate's TERM, HUP or
+// headless INT; a second INT kills at once.
+func TestTreeDiesWithCrewgate(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		child string
+		sigs  []syscall.Signal
+		limit time.Duration
+	}{
+		{"TERM", "daemons", []syscall.Signal{syscall.SIGTERM}, 10 * time.Second},
+		{"HUP", "daemons", []syscall.Signal{syscall.SIGHUP}, 10 * time.Second},
+		{"headless INT", "daemons", []syscall.Signal{syscall.SIGINT}, 10 * time.Second},
+		{"second INT", "daemons-ignoring-int", []syscall.Signal{syscall.SIGINT, syscall.SIGINT}, 2 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := startDriver(t, tt.child, false)
+			var daemons []int
+			for _, f := range []string{"d1", "d2"} {
+				b, err := os.ReadFile(filepath.Join(d.dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				daemons = append(daemons, pid)
+			}
+			t.Cleanup(func() {
+				for _, pid := range daemons {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			began := time.Now()
+			for _, s := range tt.sigs {
+				if err := syscall.Kill(d.cmd.Process.Pid, s); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			alive := func(pid int) bool {
+				st, err := readStat(pid)
+				return err == nil && st.state != 'Z'
+			}
+			waitFor(t, "the daemons to die", tt.limit, func() bool { return !alive(daemons[0]) && !alive(daemons[1]) })
+			waitFor(t, "crewgate to exit", tt.limit, d.exited)
+			t.Logf("all gone after %v", time.Since(began).Round(10*time.Millisecond))
+		})
 	}
 }
