@@ -428,14 +428,11 @@ type jsonProc struct {
 	c        *Counts
 	chunks   [][]byte // the body so far; each chunk is as large as all before it
 	n        int
-	held     int64 // reserved from e.budget, released by release
-	hint     int   // the Content-Length of an uncompressed body: reserved at once
+	mem      reservation // released by release, when the body is closed
+	hint     int         // the Content-Length of an uncompressed body: reserved at once
 	fallback *textScanner
 	err      error
 }
-
-// jsonGrain is how much budget a JSON document reserves at a time.
-const jsonGrain = 256 << 10
 
 func (j *jsonProc) process(out, in []byte, eof bool) []byte {
 	if j.fallback != nil {
@@ -449,12 +446,8 @@ func (j *jsonProc) process(out, in []byte, eof bool) []byte {
 	}
 	// Reserving a known length at once keeps many documents from each
 	// holding part of the budget and none getting all it needs.
-	if need := 2 * int64(max(j.n+len(in), min(j.hint, j.e.jsonMax))); j.e.budget != nil && need > j.held {
-		grow := max(need-j.held, jsonGrain)
-		if !j.e.budget.Reserve(grow) {
-			return j.tooLarge(out, in, eof, "crewgate's memory for bodies (mask.memory) is full")
-		}
-		j.held += grow
+	if !j.mem.cover(2 * int64(max(j.n+len(in), min(j.hint, j.e.jsonMax)))) {
+		return j.tooLarge(out, in, eof, "crewgate's memory for bodies (mask.memory) is full")
 	}
 	j.add(in)
 	if !eof {
@@ -476,22 +469,17 @@ func (j *jsonProc) tooLarge(out, in []byte, eof bool, why string) []byte {
 	if len(j.e.fields) > 0 {
 		j.err = fmt.Errorf("%w: a JSON body must be read whole to mask its json_fields, and %s", ErrUninspectable, why)
 		j.chunks = nil
-		j.release()
+		j.mem.release()
 		return out
 	}
 	out = j.toBytes(out, false)
-	j.release()
+	j.mem.release()
 	return j.fallback.feed(out, in, eof)
 }
 
 func (j *jsonProc) failure() error { return j.err }
 
-func (j *jsonProc) release() {
-	if j.held > 0 {
-		j.e.budget.Release(j.held)
-		j.held = 0
-	}
-}
+func (j *jsonProc) release() { j.mem.release() }
 
 // add buffers p in chunks that double in size, so that a large body is
 // copied once while it arrives and once more when it is joined, and no

@@ -430,7 +430,7 @@ func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 		e.MaskHeader(resp.Header, c)
 		return c, nil
 	}
-	body, c, err := e.Wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"))
+	body, c, err := e.wrap(resp.Body, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Encoding"), resp.ContentLength)
 	if err != nil {
 		return nil, err
 	}
@@ -446,11 +446,6 @@ func (e *Engine) WrapResponse(resp *http.Response) (*Counts, error) {
 		resp.Trailer = http.Header{}
 	}
 	r.trailer, r.eng, r.counts = resp.Trailer, e, c
-	if ch, ok := r.p.(*chain); ok && !c.Decoded() && resp.ContentLength > 0 {
-		if j, ok := ch.a.(*jsonProc); ok {
-			j.hint = int(min(resp.ContentLength, int64(e.jsonMax)+1))
-		}
-	}
 	resp.Body = body
 	if c.Form() == "binary" && !c.Decoded() {
 		return c, nil // a same-length fill: Content-Length stays true

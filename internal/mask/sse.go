@@ -48,8 +48,8 @@ type sseProc struct {
 	streams   map[string]*stream
 	order     []*stream // open streams, oldest first
 	tmplBytes int
-	serial    int   // events read
-	held      int64 // reserved from e.budget (see room)
+	serial    int         // events read
+	mem       reservation // see room
 
 	// Sequence numbers as sent (OpenAI Responses): upstream + seqShift.
 	seqShift int64
@@ -183,7 +183,7 @@ const (
 )
 
 func newSSE(e *Engine, c *Counts) *sseProc {
-	p := &sseProc{e: e, c: c, t: sseTable(), streams: map[string]*stream{}}
+	p := &sseProc{e: e, c: c, t: sseTable(), streams: map[string]*stream{}, mem: reservation{b: e.budget}}
 	p.visitFn = p.visit
 	return p
 }
@@ -323,25 +323,9 @@ const sseFree = 16 << 10
 // and the flush templates) needs beyond sseFree; false means no room came
 // in time, and the body is masked as bytes from there on, which holds
 // almost nothing.
-func (p *sseProc) room(n int) bool {
-	need := int64(n - sseFree)
-	if p.e.budget == nil || need <= p.held {
-		return true
-	}
-	grow := max(need-p.held, jsonGrain)
-	if !p.e.budget.Reserve(grow) {
-		return false
-	}
-	p.held += grow
-	return true
-}
+func (p *sseProc) room(n int) bool { return p.mem.cover(int64(n - sseFree)) }
 
-func (p *sseProc) release() {
-	if p.held > 0 {
-		p.e.budget.Release(p.held)
-		p.held = 0
-	}
-}
+func (p *sseProc) release() { p.mem.release() }
 
 func (e *Engine) maskBytes(out, b []byte, c *Counts) []byte {
 	out, _ = e.scan(out, b, 0, true, escNone, c)

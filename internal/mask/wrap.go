@@ -36,6 +36,12 @@ var ErrUninspectable = errors.New("the body cannot be inspected")
 // body closes the original. See the package documentation for the forms.
 // An encoding it cannot decode is an error wrapping ErrUninspectable.
 func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (io.ReadCloser, *Counts, error) {
+	return e.wrap(body, contentType, contentEncoding, -1)
+}
+
+// wrap is Wrap for a body of the given length (-1: unknown), which a JSON
+// document of an uncompressed body reserves from the budget at once.
+func (e *Engine) wrap(body io.ReadCloser, contentType, contentEncoding string, length int64) (io.ReadCloser, *Counts, error) {
 	encs, err := reqbody.Encodings(contentEncoding)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrUninspectable, err)
@@ -50,7 +56,11 @@ func (e *Engine) Wrap(body io.ReadCloser, contentType, contentEncoding string) (
 	case "sse":
 		p = &chain{a: newSSE(e, c), b: e.lit.literalPass(c, false)}
 	case "json":
-		p = &chain{a: &jsonProc{e: e, c: c}, b: e.lit.literalPass(c, true)}
+		j := &jsonProc{e: e, c: c, mem: reservation{b: e.budget}}
+		if len(encs) == 0 && length > 0 {
+			j.hint = int(min(length, int64(e.jsonMax)+1))
+		}
+		p = &chain{a: j, b: e.lit.literalPass(c, true)}
 	case "binary":
 		p = e.fill.literalPass(c, false)
 	default:
