@@ -17,22 +17,41 @@ func (e *Engine) MaskHeader(h http.Header, c *Counts) {
 		return
 	}
 	for k, vals := range h {
-		// Go canonicalises names (Sk-Live-…) and other clients show them
-		// lower-cased: a name is compared in every case.
-		if l.holds(k) || l.holds(strings.ToLower(k)) || l.holdsFolded(k) {
+		// Every form of a value is at least as long as the value: most
+		// names and many values are shorter than any, and cost nothing.
+		if len(k) >= l.shortest && l.nameHolds(k) {
 			delete(h, k)
 			c.add(l.dets[0].name)
 			continue
 		}
 		for i, v := range vals {
-			if l.nextTrig([]byte(v), 0) >= len(v) {
-				continue // the common case: nothing a literal could start with
+			if len(v) < l.shortest || l.nextTrig([]byte(v), 0) >= len(v) {
+				continue // nothing a literal could start with
 			}
 			if out := l.maskString([]byte(v), c); !bytes.Equal(out, []byte(v)) {
 				vals[i] = string(out)
 			}
 		}
 	}
+}
+
+// nameHolds reports whether header name k holds a literal. Go
+// canonicalises names (Sk-Live-…) and other clients show them lower-cased,
+// so a name is compared in every case.
+func (e *Engine) nameHolds(k string) bool {
+	if e.holds(k) {
+		return true
+	}
+	lower := strings.ToLower(k)
+	if e.holds(lower) {
+		return true
+	}
+	for _, v := range e.lowerValues {
+		if strings.Contains(lower, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // holds reports whether e would mask anything in s.
@@ -42,15 +61,4 @@ func (e *Engine) holds(s string) bool {
 		return false
 	}
 	return !bytes.Equal(e.maskString(b, nil), b)
-}
-
-// holdsFolded reports whether s holds a literal's value in any letter case.
-func (e *Engine) holdsFolded(s string) bool {
-	s = strings.ToLower(s)
-	for _, v := range e.values {
-		if strings.Contains(s, strings.ToLower(v)) {
-			return true
-		}
-	}
-	return false
 }

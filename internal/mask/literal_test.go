@@ -51,7 +51,6 @@ func TestLiteralEveryForm(t *testing.T) {
 		}
 		h := http.Header{"Location": {form}, "Set-Cookie": {"s=" + form + "; Path=/"}}
 		var c Counts
-		c.n = map[string]int{}
 		e.MaskHeader(h, &c)
 		for k, v := range h {
 			if f, ok := testenv.Reveals([]byte(strings.Join(v, "\n")), injected); ok {
@@ -86,7 +85,6 @@ func TestMaskHeaderName(t *testing.T) {
 	e := mustEngine(t, Config{Literals: []Literal{{Value: injected}}})
 	h := http.Header{"X-" + injected: {"1"}, "Content-Type": {"text/plain"}}
 	var c Counts
-	c.n = map[string]int{}
 	e.MaskHeader(h, &c)
 	if len(h) != 1 || h.Get("Content-Type") != "text/plain" || c.Total() != 1 {
 		t.Errorf("header %v counts %v", h, c.ByDetector())

@@ -44,6 +44,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sort"
@@ -125,7 +126,10 @@ type Engine struct {
 	// fill masks them with a same-length fill (binary bodies).
 	lit, fill *Engine
 	fillMode  bool
-	values    []string // the literals' values (lit only)
+	// lit only: the literals' values lower-cased, and the length of the
+	// shortest, which no match of any of their forms is shorter than.
+	lowerValues []string
+	shortest    int
 }
 
 // entry ties a literal prefix (possibly empty) to the detector tried where it occurs.
@@ -183,7 +187,8 @@ func New(cfg Config) (*Engine, error) {
 		e.dets = append(e.dets, d)
 	}
 	var lits []*detector
-	var values []string
+	var lowerValues []string
+	shortest := math.MaxInt
 	for i, l := range cfg.Literals {
 		name := l.Name
 		if name == "" {
@@ -193,7 +198,8 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("mask: literal %d (%s) is shorter than %d bytes", i, name, minLiteral)
 		}
 		lits = append(lits, literalDetectors(name, l.Value)...)
-		values = append(values, l.Value)
+		lowerValues = append(lowerValues, strings.ToLower(l.Value))
+		shortest = min(shortest, len(l.Value))
 	}
 	e.dets = append(e.dets, lits...)
 	for _, f := range cfg.JSONFields {
@@ -220,7 +226,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.index()
 	// Headers and binary bodies are searched for the literals only.
-	e.lit = &Engine{dets: lits, values: values, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp}
+	e.lit = &Engine{dets: lits, lowerValues: lowerValues, shortest: shortest, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp}
 	e.lit.index()
 	e.fill = &Engine{dets: lits, fields: map[string]bool{}, jsonMax: e.jsonMax, fieldRp: e.fieldRp, fillMode: true}
 	e.fill.index()
@@ -320,7 +326,8 @@ func (e *Engine) maskString(b []byte, c *Counts) []byte {
 }
 
 // Counts reports what masking one body did. Its methods are safe to call
-// while the body streams and after it is closed.
+// while the body streams and after it is closed. The zero value counts a
+// head alone (MaskHeader).
 type Counts struct {
 	mu      sync.Mutex
 	scanned bool
@@ -338,6 +345,9 @@ func (c *Counts) add(name string) {
 		return
 	}
 	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
 	c.n[name]++
 	c.mu.Unlock()
 }
@@ -348,6 +358,9 @@ func (c *Counts) merge(o *Counts) {
 		return
 	}
 	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
 	for k, v := range o.n {
 		c.n[k] += v
 	}

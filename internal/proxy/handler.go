@@ -362,8 +362,10 @@ func (p *Proxy) maskResponse(resp *http.Response, st *reqState) *http.Response {
 // sends on it: a WebSocket frame by frame, anything else as a binary stream.
 func (p *Proxy) maskUpgrade(resp *http.Response, st *reqState, eng *mask.Engine) *http.Response {
 	rw, ok := resp.Body.(io.ReadWriteCloser)
-	counts, err := eng.WrapResponse(&http.Response{Header: resp.Header, Body: http.NoBody})
-	if err == nil && ok {
+	counts := &mask.Counts{}
+	eng.MaskHeader(resp.Header, counts)
+	var err error
+	if ok {
 		var r io.Reader
 		if strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
 			r = eng.WebSocket(rw, counts)
