@@ -20,6 +20,36 @@ func cutsFrom(seed []byte, n int) []int {
 	return cuts
 }
 
+// checkStreams checks what every fuzz target of the package holds of its
+// engine: masking text is idempotent, and streaming it cut at cuts, as
+// plain text and as raw JSON, gives the one-shot output, which it returns.
+func checkStreams(t *testing.T, e *Engine, text string, cuts []int) string {
+	t.Helper()
+	want := e.MaskString(text)
+	if again := e.MaskString(want); again != want {
+		t.Fatalf("not idempotent:\n in    %q\n once  %q\n twice %q", text, want, again)
+	}
+	if got, _ := streamMask(e, text, cuts, false); got != want {
+		t.Fatalf("byte stream:\n in   %q\n cuts %v\n got  %q\n want %q", text, cuts, got, want)
+	}
+	wantEsc, _ := streamMask(e, text, nil, true)
+	if got, _ := streamMask(e, text, cuts, true); got != wantEsc {
+		t.Fatalf("raw JSON stream:\n in   %q\n cuts %v\n got  %q\n want %q", text, cuts, got, wantEsc)
+	}
+	return want
+}
+
+// piecesAt cuts text at cuts.
+func piecesAt(text string, cuts []int) []string {
+	var pieces []string
+	prev := 0
+	for _, c := range cuts {
+		pieces = append(pieces, text[prev:c])
+		prev = c
+	}
+	return append(pieces, text[prev:])
+}
+
 // FuzzSplit drives the core properties with random text and random cuts:
 // streamed output equals one-shot output for byte streams (plain and raw
 // JSON) and for the text of an SSE stream cut into events and into reads;
@@ -33,25 +63,9 @@ func FuzzSplit(f *testing.F) {
 		if len(text) > 4096 {
 			return
 		}
-		want := e.MaskString(text)
-		if again := e.MaskString(want); again != want {
-			t.Fatalf("not idempotent:\n in    %q\n once  %q\n twice %q", text, want, again)
-		}
-		if got, _ := streamMask(e, text, cutsFrom(seed, len(text)), false); got != want {
-			t.Fatalf("byte stream:\n in   %q\n got  %q\n want %q", text, got, want)
-		}
-		wantEsc, _ := streamMask(e, text, nil, true)
-		if got, _ := streamMask(e, text, cutsFrom(seed, len(text)), true); got != wantEsc {
-			t.Fatalf("raw JSON stream:\n in   %q\n got  %q\n want %q", text, got, wantEsc)
-		}
+		want := checkStreams(t, e, text, cutsFrom(seed, len(text)))
 		// SSE: the text cut into events by the seed, the body cut into reads by the reversed seed.
-		var pieces []string
-		prev := 0
-		for _, c := range cutsFrom(seed, len(text)) {
-			pieces = append(pieces, text[prev:c])
-			prev = c
-		}
-		pieces = append(pieces, text[prev:])
+		pieces := piecesAt(text, cutsFrom(seed, len(text)))
 		sh := shapes[int(len(seed))%len(shapes)]
 		body := sh.build(pieces)
 		rev := make([]byte, len(seed))

@@ -17,18 +17,7 @@ func FuzzGitleaksSplit(f *testing.F) {
 		if len(text) > 4096 {
 			return
 		}
-		want := e.MaskString(text)
-		if again := e.MaskString(want); again != want {
-			t.Fatalf("not idempotent:\n in    %q\n once  %q\n twice %q", text, want, again)
-		}
-		cuts := cutsFrom(seed, len(text))
-		if got, _ := streamMask(e, text, cuts, false); got != want {
-			t.Fatalf("byte stream:\n in   %q\n cuts %v\n got  %q\n want %q", text, cuts, got, want)
-		}
-		wantEsc, _ := streamMask(e, text, nil, true)
-		if got, _ := streamMask(e, text, cuts, true); got != wantEsc {
-			t.Fatalf("raw JSON stream:\n in   %q\n cuts %v\n got  %q\n want %q", text, cuts, got, wantEsc)
-		}
+		checkStreams(t, e, text, cutsFrom(seed, len(text)))
 	})
 }
 

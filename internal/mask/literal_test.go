@@ -107,13 +107,7 @@ func FuzzLiteralSplit(f *testing.F) {
 		if len(text) > 4096 {
 			return
 		}
-		want := e.MaskString(text)
-		if again := e.MaskString(want); again != want {
-			t.Fatalf("not idempotent:\n in    %q\n once  %q\n twice %q", text, want, again)
-		}
-		if got, _ := streamMask(e, text, cutsFrom(seed, len(text)), false); got != want {
-			t.Fatalf("byte stream:\n in   %q\n got  %q\n want %q", text, got, want)
-		}
+		checkStreams(t, e, text, cutsFrom(seed, len(text)))
 		one := wrapChunks(t, e, text, "application/octet-stream", nil)
 		if got := wrapChunks(t, e, text, "application/octet-stream", cutsFrom(seed, len(text))); got != one || len(one) != len(text) {
 			t.Fatalf("binary:\n in  %q\n one %q\n got %q", text, one, got)

@@ -51,13 +51,7 @@ func FuzzSSESplit(f *testing.F) {
 			// A client's data holds no CR: it would end the line.
 			text = strings.ReplaceAll(text, "\r", "\n")
 		}
-		var pieces []string
-		prev := 0
-		for _, c := range cutsFrom(seed, len(text)) {
-			pieces = append(pieces, text[prev:c])
-			prev = c
-		}
-		pieces = append(pieces, text[prev:])
+		pieces := piecesAt(text, cutsFrom(seed, len(text)))
 		var body string
 		if plain {
 			body = plainShape(pieces, mode&0x40 != 0)
