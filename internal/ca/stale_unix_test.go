@@ -42,6 +42,27 @@ func TestStaleBundlesAreSwept(t *testing.T) {
 		mk(bundlePrefix+strconv.Itoa(dead.Process.Pid)+"-111", 0),
 		mk(bundlePrefix+"3521678901", 25*time.Hour), // an older crewgate's name, expired
 	}
+	// A crew (the same user) plants a stale-looking name that links to the
+	// user's files: the link is not followed, and what it points at stays.
+	precious := t.TempDir()
+	if err := os.WriteFile(filepath.Join(precious, "work.txt"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(precious, filepath.Join(tmp, bundlePrefix+strconv.Itoa(dead.Process.Pid)+"-link")); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(tmp, bundlePrefix+strconv.Itoa(dead.Process.Pid)+"-dir")
+	if err := os.Mkdir(planted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(precious, filepath.Join(planted, "inside")); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := os.Stat(filepath.Join(precious, "work.txt")); err != nil {
+			t.Errorf("the sweep followed a planted link: %v", err)
+		}
+	}()
 	kept := []string{
 		mk(bundlePrefix+strconv.Itoa(live.Process.Pid)+"-222", time.Hour),
 		mk(bundlePrefix+"3521678902", time.Hour),
