@@ -179,8 +179,78 @@ func pidfdPids() map[int]bool {
 // crewgate's own children (see reapOrphans), crewgate's children it did not
 // start, which are the crew's orphans reparented to crewgate as their
 // subreaper, with their descendants. A setsid or double-forked daemon of
-// the crew is among them.
+// the crew is among them. It walks down from the crew and crewgate through
+// the kernel's lists of children, so its cost is the tree's size, not the
+// system's: at the end of every run it usually reads a few small files.
 func crewTree(crew int, orphans bool) []int {
+	if !haveChildLists() {
+		return crewTreeScan(crew, orphans)
+	}
+	queue := childrenOf(crew)
+	if orphans {
+		var started map[int]bool
+		for _, c := range childrenOf(os.Getpid()) {
+			if c == crew {
+				continue
+			}
+			if started == nil {
+				started = pidfdPids() // only when crewgate has another child
+			}
+			if !started[c] {
+				queue = append(queue, c)
+			}
+		}
+	}
+	return walk(queue, func(pid int) []int { return childrenOf(pid) })
+}
+
+// walk returns the live processes below and including roots, breadth
+// first, where children lists each process's children.
+func walk(roots []int, children func(int) []int) []int {
+	self := os.Getpid()
+	seen := map[int]bool{}
+	var out []int
+	for queue := roots; len(queue) > 0; queue = queue[1:] {
+		pid := queue[0]
+		if seen[pid] || pid == self {
+			continue
+		}
+		seen[pid] = true
+		if st, err := readStat(pid); err != nil || st.state == 'Z' {
+			continue
+		}
+		out = append(out, pid)
+		queue = append(queue, children(pid)...)
+	}
+	return out
+}
+
+// haveChildLists reports whether the kernel lists each task's children
+// (/proc/<pid>/task/<tid>/children, CONFIG_PROC_CHILDREN).
+var haveChildLists = sync.OnceValue(func() bool {
+	_, err := os.Stat("/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/children")
+	return err == nil
+})
+
+// childrenOf returns the children of every thread of pid.
+func childrenOf(pid int) []int {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, _ := os.ReadDir(dir)
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(dir + "/" + t.Name() + "/children")
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// crewTreeScan is crewTree where the kernel keeps no child lists: the
+// parent of every process, from one pass over /proc.
+func crewTreeScan(crew int, orphans bool) []int {
 	self := os.Getpid()
 	children := map[int][]int{}
 	entries, _ := os.ReadDir("/proc")
@@ -189,7 +259,7 @@ func crewTree(crew int, orphans bool) []int {
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.state != 'Z' {
+		if st, err := readStat(pid); err == nil {
 			children[st.ppid] = append(children[st.ppid], pid)
 		}
 	}
@@ -202,19 +272,7 @@ func crewTree(crew int, orphans bool) []int {
 			}
 		}
 	}
-	seen := map[int]bool{}
-	var out []int
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		if seen[pid] || pid == self {
-			continue
-		}
-		seen[pid] = true
-		out = append(out, pid)
-		queue = append(queue, children[pid]...)
-	}
-	return out
+	return walk(queue, func(pid int) []int { return children[pid] })
 }
 
 // tree is the crew's process tree as Run tracks it.

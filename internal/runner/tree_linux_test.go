@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,5 +271,43 @@ func TestTreeDiesWithCrewgate(t *testing.T) {
 			waitFor(t, "crewgate to exit", tt.limit, d.exited)
 			t.Logf("all gone after %v", time.Since(began).Round(10*time.Millisecond))
 		})
+	}
+}
+
+// BenchmarkCrewTree is what the end of every run costs when the crew left
+// nothing behind: walked through the kernel's child lists, and with the
+// scan of all of /proc that is the fallback.
+func BenchmarkCrewTree(b *testing.B) {
+	b.Run("child-lists", func(b *testing.B) {
+		for b.Loop() {
+			crewTree(1<<22, true)
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			crewTreeScan(1<<22, true)
+		}
+	})
+}
+
+// TestCrewTreeWalksAgree: both ways of walking find the same tree.
+func TestCrewTreeWalksAgree(t *testing.T) {
+	if !haveChildLists() {
+		t.Skip("SKIP: this kernel keeps no child lists")
+	}
+	cmd := exec.Command("sh", "-c", "sleep 5 & sleep 5 & (sleep 5 &) ; wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	a, b := crewTree(cmd.Process.Pid, false), crewTreeScan(cmd.Process.Pid, false)
+	slices.Sort(a)
+	slices.Sort(b)
+	if len(a) < 2 || !slices.Equal(a, b) {
+		t.Errorf("child lists found %v, the scan %v", a, b)
+	}
+	for _, pid := range a {
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
