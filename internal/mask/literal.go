@@ -35,21 +35,11 @@ func literalDetectors(name, v string) []*detector {
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		add(strings.TrimRight(enc.EncodeToString([]byte(v)), "="))
-		for k := range 3 {
-			s := enc.EncodeToString(append(make([]byte, k), v...))
-			from := (8*k + 5) / 6
-			to := 8 * (k + len(v)) / 6
-			if from < to && to <= len(s) {
-				add(s[from:to])
-			}
-		}
 	}
-	u := utf16.Encode([]rune(v))
-	le, be := make([]byte, 0, 2*len(u)), make([]byte, 0, 2*len(u))
-	for _, r := range u {
-		le = append(le, byte(r), byte(r>>8))
-		be = append(be, byte(r>>8), byte(r))
+	for _, f := range Base64Fragments(v) {
+		add(f)
 	}
+	le, be := UTF16(v)
 	add(string(le))
 	add(string(be))
 	dets := []*detector{{
@@ -212,6 +202,33 @@ func braceEscape(b []byte, j int, c byte, eof bool) (int, bool) {
 		return 0, false
 	}
 	return k + 1 - j, false
+}
+
+// Base64Fragments returns, for the standard and URL alphabets, the base64
+// characters that depend on v alone when v starts 0, 1 or 2 bytes into a
+// 3-byte quantum: every base64 text of a longer string holding v (Basic
+// credentials, a token inside JSON) holds one of them.
+func Base64Fragments(v string) []string {
+	var out []string
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for k := range 3 {
+			s := enc.EncodeToString(append(make([]byte, k), v...))
+			from, to := (8*k+5)/6, 8*(k+len(v))/6
+			if from < to && to <= len(s) && !slices.Contains(out, s[from:to]) {
+				out = append(out, s[from:to])
+			}
+		}
+	}
+	return out
+}
+
+// UTF16 returns v in UTF-16, little and big endian, without a byte order mark.
+func UTF16(v string) (le, be []byte) {
+	for _, r := range utf16.Encode([]rune(v)) {
+		le = append(le, byte(r), byte(r>>8))
+		be = append(be, byte(r>>8), byte(r))
+	}
+	return le, be
 }
 
 // maxDigits bounds the digits of one numeric escape, leading zeros

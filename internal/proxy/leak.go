@@ -43,10 +43,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/crewgate/crewgate/internal/audit"
+	"github.com/crewgate/crewgate/internal/mask"
 	"github.com/crewgate/crewgate/internal/reqbody"
 )
 
@@ -130,24 +130,14 @@ func placeholderForms(ph string) (exact, folded []string) {
 			*list = append(*list, s)
 		}
 	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		for k := range 3 {
-			// The characters that depend on ph alone when it starts k
-			// bytes into a quantum.
-			s := enc.EncodeToString(append(make([]byte, k), ph...))
-			from, to := (8*k+5)/6, 8*(k+len(ph))/6
-			if from < to {
-				add(&exact, s[from:to])
-			}
-		}
+	for _, f := range mask.Base64Fragments(ph) {
+		add(&exact, f)
 	}
 	low := asciiLower(ph)
 	add(&folded, low)
 	add(&folded, hex.EncodeToString([]byte(ph)))
-	var u16le, u16be, u32le, u32be []byte
-	for _, c := range utf16.Encode([]rune(low)) {
-		u16le, u16be = append(u16le, byte(c), byte(c>>8)), append(u16be, byte(c>>8), byte(c))
-	}
+	u16le, u16be := mask.UTF16(low)
+	var u32le, u32be []byte
 	for _, r := range low {
 		u32le = append(u32le, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
 		u32be = append(u32be, byte(r>>24), byte(r>>16), byte(r>>8), byte(r))
